@@ -1,0 +1,1 @@
+"""Redundancy-aware continual fine-tuning for ROS 2 perception (ETuner)."""

@@ -1,0 +1,1 @@
+"""Benchmark: one labelled stream through every tuning policy."""

@@ -1,0 +1,1 @@
+"""The learning core: no rclpy import anywhere below this package."""

@@ -1,0 +1,1 @@
+"""Thin ROS 2 helpers shared by the nodes (QoS, image conversion, parameters, diagnostics)."""

@@ -1,0 +1,13 @@
+# Source me: the environment in which the built package, rclpy and the nodes run.
+# Every DDS participant of this project stays on loopback (no multicast to the network) and on a
+# domain of its own run unless the caller already chose one.
+_etuner_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+_etuner_venv=${ETUNER_VENV:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/etuner_ros/venv}
+export PATH="$_etuner_venv/bin:$PATH"
+export AMENT_PREFIX_PATH="$_etuner_venv${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
+# shellcheck disable=SC1091
+. "$_etuner_root/install/local_setup.bash"
+export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
+export ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-$(( ($$ % 100) + 100 ))}
+export PYTHONUNBUFFERED=1
+unset _etuner_root _etuner_venv
