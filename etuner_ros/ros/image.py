@@ -1,0 +1,57 @@
+"""sensor_msgs/Image <-> numpy without cv_bridge.
+
+cv_bridge is not available from PyPI, and the nodes only need a handful of 8-bit encodings, so a
+small, strict converter is less to install than cv_bridge and fails with a clear message on
+anything it does not understand instead of guessing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+
+_CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
+SUPPORTED_ENCODINGS = tuple(_CHANNELS)
+
+
+class ImageConversionError(ValueError):
+    """An Image message that cannot be turned into an RGB array."""
+
+
+def image_to_rgb(msg: Image) -> np.ndarray:
+    """Return the image as a contiguous RGB uint8 array of shape (height, width, 3)."""
+    enc = msg.encoding.lower()
+    if enc not in _CHANNELS:
+        raise ImageConversionError(
+            f"unsupported encoding {msg.encoding!r}; supported: {', '.join(SUPPORTED_ENCODINGS)}")
+    ch = _CHANNELS[enc]
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    if h <= 0 or w <= 0:
+        raise ImageConversionError(f"empty image {w}x{h}")
+    if step < w * ch:
+        raise ImageConversionError(f"step {step} < width*channels {w * ch} for {enc}")
+    data = np.frombuffer(bytes(msg.data), dtype=np.uint8)
+    if data.size != step * h:
+        raise ImageConversionError(
+            f"data has {data.size} bytes, expected step*height = {step * h}")
+    arr = data.reshape(h, step)[:, : w * ch].reshape(h, w, ch)
+    if enc == "mono8":
+        return np.ascontiguousarray(np.repeat(arr, 3, axis=2))
+    if enc in ("bgr8", "bgra8"):
+        arr = arr[:, :, 2::-1]
+    return np.ascontiguousarray(arr[:, :, :3])
+
+
+def rgb_to_image(rgb: np.ndarray, header: Header) -> Image:
+    """Wrap an RGB uint8 (H, W, 3) array in an ``rgb8`` Image with the given header."""
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ImageConversionError(f"expected uint8 HxWx3, got {rgb.dtype} {rgb.shape}")
+    msg = Image()
+    msg.header = header
+    msg.height, msg.width = int(rgb.shape[0]), int(rgb.shape[1])
+    msg.encoding = "rgb8"
+    msg.is_bigendian = 0
+    msg.step = int(rgb.shape[1] * 3)
+    msg.data = np.ascontiguousarray(rgb).tobytes()
+    return msg

@@ -1,0 +1,88 @@
+"""Declare parameters with a description, a range or a set of choices, and check them.
+
+Every node declares all its parameters through :func:`declare`, so ``ros2 param describe`` tells a
+user what each one means, and a bad value is refused with a reason (at start-up by
+:func:`check_all`, at run time by the set-parameters callback) instead of failing later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    SetParametersResult,
+)
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Constraint on one parameter (choices for strings, a range for numbers)."""
+
+    choices: tuple[str, ...] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+
+    def check(self, name: str, value: Any) -> str | None:
+        """Return why ``value`` is refused, or None when it is fine."""
+        if self.choices is not None and value not in self.choices:
+            return f"{name}={value!r} is not one of {list(self.choices)}"
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if self.minimum is not None and value < self.minimum:
+                return f"{name}={value} is below the minimum {self.minimum}"
+            if self.maximum is not None and value > self.maximum:
+                return f"{name}={value} is above the maximum {self.maximum}"
+        return None
+
+
+class ParameterError(ValueError):
+    """A parameter value the node cannot run with."""
+
+
+def declare(node: Node, name: str, default: Any, description: str, *,
+            choices: tuple[str, ...] | None = None, minimum: float | None = None,
+            maximum: float | None = None, read_only: bool = False) -> Any:
+    """Declare ``name`` with a descriptor and return its (possibly overridden) value."""
+    desc = ParameterDescriptor(description=description, read_only=read_only)
+    if choices:
+        desc.additional_constraints = "one of: " + ", ".join(choices)
+    if isinstance(default, bool):
+        pass
+    elif isinstance(default, int) and (minimum is not None or maximum is not None):
+        desc.integer_range = [IntegerRange(
+            from_value=int(minimum if minimum is not None else -(2**31)),
+            to_value=int(maximum if maximum is not None else 2**31 - 1), step=0)]
+    elif isinstance(default, float) and (minimum is not None or maximum is not None):
+        desc.floating_point_range = [FloatingPointRange(
+            from_value=float(minimum if minimum is not None else -1e300),
+            to_value=float(maximum if maximum is not None else 1e300), step=0.0)]
+    rules = _rules(node)
+    rules[name] = Rule(choices, minimum, maximum)
+    value = node.declare_parameter(name, default, desc).value
+    reason = rules[name].check(name, value)
+    if reason:
+        raise ParameterError(f"{node.get_name()}: {reason}")
+    return value
+
+
+def _rules(node: Node) -> dict[str, Rule]:
+    rules = getattr(node, "_etuner_param_rules", None)
+    if rules is None:
+        rules = {}
+        node._etuner_param_rules = rules  # type: ignore[attr-defined]
+        node.add_on_set_parameters_callback(lambda ps: _on_set(rules, ps))
+    return rules
+
+
+def _on_set(rules: dict[str, Rule], params: list[Parameter]) -> SetParametersResult:
+    for p in params:
+        rule = rules.get(p.name)
+        reason = rule.check(p.name, p.value) if rule else None
+        if reason:
+            return SetParametersResult(successful=False, reason=reason)
+    return SetParametersResult(successful=True)

@@ -1,0 +1,50 @@
+"""QoS profiles, chosen by name so nobody has to remember rmw's integer enums.
+
+Camera images use the sensor-data profile (best effort, shallow queue): a late frame is worth
+less than the next one, and a best-effort subscriber also matches a reliable camera driver.
+Labels, detections and status use reliable delivery because losing one is a real loss.
+ModelInfo is latched (transient local) so a late joiner learns the serving model at once.
+"""
+
+from __future__ import annotations
+
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
+
+RELIABILITY_CHOICES = ("best_effort", "reliable")
+
+
+def image_qos(reliability: str = "best_effort", depth: int = 5) -> QoSProfile:
+    """Profile for camera image topics; ``reliability`` is ``best_effort`` or ``reliable``."""
+    if reliability not in RELIABILITY_CHOICES:
+        raise ValueError(
+            f"image reliability must be one of {RELIABILITY_CHOICES}, got {reliability!r}")
+    if depth < 1:
+        raise ValueError(f"image queue depth must be >= 1, got {depth}")
+    profile = QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=depth,
+        reliability=(ReliabilityPolicy.BEST_EFFORT if reliability == "best_effort"
+                     else ReliabilityPolicy.RELIABLE),
+        durability=qos_profile_sensor_data.durability,
+    )
+    return profile
+
+
+def reliable_qos(depth: int = 10) -> QoSProfile:
+    """Profile for detections, corrections and status: nothing dropped while readers keep up."""
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
+                      reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.VOLATILE)
+
+
+def latched_qos() -> QoSProfile:
+    """Profile for ModelInfo: the last message is kept for subscribers that join later."""
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                      reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
