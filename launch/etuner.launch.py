@@ -1,0 +1,92 @@
+"""Start etuner_ros on a robot: perception, label collector and tuner (+ simulation, + RViz).
+
+    ros2 launch etuner_ros etuner.launch.py image_topic:=/camera/color/image_raw \
+        checkpoint:=/path/to/model.pt [namespace:=robot1] [sim:=true] [policy:=lazytune] [rviz:=true]
+
+Every node reads the same parameters file (``config``); ``policy`` and ``checkpoint`` override the
+file only when given, so an empty argument never wipes a configured value. ``bringup`` (no launch
+package needed) starts the same nodes with the same names, YAML, namespace and remapping.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.conditions import IfCondition
+from launch.launch_context import LaunchContext
+from launch.launch_description import LaunchDescription
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+PACKAGE = "etuner_ros"
+
+
+def _absolute(topic: str, namespace: str) -> str:
+    """Fully qualified name of a relative topic in ``namespace`` (RViz configs use absolute names)."""
+    if topic.startswith("/"):
+        return topic
+    ns = namespace.strip("/")
+    return f"/{ns}/{topic}" if ns else f"/{topic}"
+
+
+def _nodes(context: LaunchContext) -> list[Node]:
+    """Build the nodes once the arguments are known (the overrides depend on their values)."""
+    namespace = LaunchConfiguration("namespace").perform(context)
+    image_topic = LaunchConfiguration("image_topic").perform(context)
+    config = LaunchConfiguration("config").perform(context)
+    policy = LaunchConfiguration("policy").perform(context)
+    checkpoint = LaunchConfiguration("checkpoint").perform(context)
+    image_remap = [("image", image_topic)]
+    sim = IfCondition(LaunchConfiguration("sim"))
+
+    perception_params: list = [config]
+    if checkpoint:
+        perception_params.append({"checkpoint": checkpoint})
+    tuner_params: list = [config]
+    if policy:
+        tuner_params.append({"policy": policy})
+
+    common = {"package": PACKAGE, "namespace": namespace, "output": "screen", "emulate_tty": True}
+    nodes = [
+        Node(executable="perception_node", name="perception", parameters=perception_params,
+             remappings=image_remap, **common),
+        Node(executable="label_collector_node", name="label_collector", parameters=[config],
+             remappings=image_remap, **common),
+        # The tuner calls perception/swap_weights relative to its namespace: same namespace.
+        Node(executable="tuner_node", name="tuner", parameters=tuner_params, **common),
+        Node(executable="sim_camera", name="sim_camera", parameters=[config],
+             remappings=image_remap, condition=sim, **common),
+        Node(executable="sim_caregiver", name="sim_caregiver", parameters=[config],
+             condition=sim, **common),
+    ]
+    # RViz's config names absolute topics; remap them into this namespace and camera topic.
+    rviz_config = os.path.join(get_package_share_directory(PACKAGE), "config", "etuner.rviz")
+    nodes.append(Node(
+        package="rviz2", executable="rviz2", name="rviz2", arguments=["-d", rviz_config],
+        remappings=[("/image", _absolute(image_topic, namespace)),
+                    ("/detections/image", _absolute("detections/image", namespace))],
+        output="screen", condition=IfCondition(LaunchConfiguration("rviz"))))
+    return nodes
+
+
+def generate_launch_description() -> LaunchDescription:
+    default_config = os.path.join(get_package_share_directory(PACKAGE), "config", "etuner.yaml")
+    args = [
+        DeclareLaunchArgument("namespace", default_value="",
+                              description="namespace of every node"),
+        DeclareLaunchArgument("image_topic", default_value="image",
+                              description="camera image topic (remaps 'image')"),
+        DeclareLaunchArgument("config", default_value=default_config,
+                              description="parameters YAML of every node"),
+        DeclareLaunchArgument("sim", default_value="false",
+                              description="also start sim_camera and sim_caregiver"),
+        DeclareLaunchArgument("policy", default_value="",
+                              description="tuner policy; empty keeps the one in config"),
+        DeclareLaunchArgument("checkpoint", default_value="",
+                              description="perception's starting weights; empty keeps config's"),
+        DeclareLaunchArgument("rviz", default_value="false",
+                              description="start RViz with config/etuner.rviz"),
+    ]
+    return LaunchDescription([*args, OpaqueFunction(function=_nodes)])

@@ -1,0 +1,108 @@
+"""Static checks of launch/etuner.launch.py and config/etuner.rviz.
+
+``launch``/``launch_ros``/RViz are not installable here, so the launch file cannot run; these
+checks catch what breaks it on a robot: syntax, an executable CMake does not install, a node name
+without a parameters section (its YAML would be silently ignored), an undocumented argument.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+LAUNCH = REPO / "launch" / "etuner.launch.py"
+PACKAGE = "etuner_ros"
+
+
+def _tree() -> ast.Module:
+    return ast.parse(LAUNCH.read_text(), filename=str(LAUNCH))
+
+
+def _const_kwargs(call: ast.Call) -> dict[str, str]:
+    return {k.arg: k.value.value for k in call.keywords
+            if k.arg and isinstance(k.value, ast.Constant) and isinstance(k.value.value, str)}
+
+
+def _calls(name: str) -> list[ast.Call]:
+    return [n for n in ast.walk(_tree()) if isinstance(n, ast.Call)
+            and getattr(n.func, "id", getattr(n.func, "attr", None)) == name]
+
+
+def _our_nodes() -> list[dict[str, str]]:
+    """Constant keywords of every launch_ros Node(...) of this package (package may be **common)."""
+    nodes = []
+    for call in _calls("Node"):
+        kw = _const_kwargs(call)
+        if kw.get("package", PACKAGE) == PACKAGE:
+            nodes.append(kw)
+    return nodes
+
+
+def _launch_arguments() -> list[str]:
+    return [c.args[0].value for c in _calls("DeclareLaunchArgument")
+            if c.args and isinstance(c.args[0], ast.Constant)]
+
+
+def _installed_programs() -> set[str]:
+    cmake = (REPO / "CMakeLists.txt").read_text()
+    blocks = re.findall(r"install\s*\(\s*PROGRAMS(.*?)DESTINATION", cmake, flags=re.S)
+    return {Path(p).name for b in blocks for p in b.split() if p.startswith("bin/")}
+
+
+def test_launch_file_compiles() -> None:
+    compile(LAUNCH.read_text(), str(LAUNCH), "exec")
+    names = {n.name for n in _tree().body if isinstance(n, ast.FunctionDef)}
+    assert "generate_launch_description" in names
+
+
+def test_executables_are_installed() -> None:
+    nodes = _our_nodes()
+    executables = {n["executable"] for n in nodes}
+    assert executables == {"perception_node", "label_collector_node", "tuner_node",
+                           "sim_camera", "sim_caregiver"}
+    missing = executables - _installed_programs()
+    assert not missing, f"not in CMakeLists.txt install(PROGRAMS bin/...): {sorted(missing)}"
+    for exe in executables:
+        assert (REPO / "bin" / exe).exists(), f"bin/{exe} missing"
+
+
+def test_node_names_have_config_sections() -> None:
+    config = yaml.safe_load((REPO / "config" / "etuner.yaml").read_text())
+    sections = {key.rsplit("/", 1)[-1] for key in config}
+    names = {n["name"] for n in _our_nodes()}
+    assert names == {"perception", "label_collector", "tuner", "sim_camera", "sim_caregiver"}
+    missing = names - sections
+    assert not missing, f"no section in config/etuner.yaml for node(s) {sorted(missing)}"
+    for name in names:
+        key = f"/**/{name}"
+        assert "ros__parameters" in config[key], f"{key} has no ros__parameters"
+
+
+def test_launch_arguments() -> None:
+    args = _launch_arguments()
+    assert set(args) == {"namespace", "image_topic", "config", "sim", "policy", "checkpoint",
+                         "rviz"}
+    readme = REPO / "README.md"
+    if not readme.exists():
+        pytest.skip("README.md missing: launch-argument documentation not checked")
+    text = readme.read_text()
+    undocumented = [a for a in args if f"`{a}`" not in text]
+    assert not undocumented, f"launch arguments not documented in README.md: {undocumented}"
+
+
+def test_rviz_config() -> None:
+    """The RViz file the launch file names is installed (config/) and shows the detections."""
+    assert "etuner.rviz" in LAUNCH.read_text()
+    rviz = yaml.safe_load((REPO / "config" / "etuner.rviz").read_text())
+    assert {"Panels", "Visualization Manager", "Window Geometry"} <= set(rviz)
+    manager = rviz["Visualization Manager"]
+    assert manager["Global Options"]["Fixed Frame"] == "camera_optical_frame"
+    topics = {d["Topic"]["Value"]: d for d in manager["Displays"]
+              if d["Class"] == "rviz_default_plugins/Image"}
+    assert topics["/detections/image"]["Topic"]["Reliability Policy"] == "Reliable"
+    assert topics["/detections/image"]["Enabled"] is True
