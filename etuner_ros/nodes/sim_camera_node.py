@@ -1,0 +1,170 @@
+"""sim_camera: a camera driver for the synthetic household world, plus the truth behind each frame.
+
+Publishes ``image`` (sensor_msgs/Image rgb8, camera QoS) and ``sim/ground_truth``
+(etuner_ros/SimGroundTruth, reliable) with the very same header, so the simulated caregiver and the
+demo can pair truth, frame and detection by stamp exactly as a real caregiver UI would. Frames are
+sent from a fixed-period timer, so the rate is steady whatever the subscribers do. At the end of
+the stream it either starts again (``loop``) or stops and latches ``~/finished`` = true.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Iterator
+from typing import Any
+
+import rclpy
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+from std_msgs.msg import Bool, Header
+
+from etuner_ros.msg import SimGroundTruth
+from etuner_ros.ros.diagnostics import OK, Diagnostics
+from etuner_ros.ros.image import rgb_to_image
+from etuner_ros.ros.params import ParameterError, declare
+from etuner_ros.ros.qos import RELIABILITY_CHOICES, image_qos, latched_qos, reliable_qos
+from etuner_ros.sim.world import SyntheticWorld
+
+
+class SimCameraNode(Node):
+    """Streams SyntheticWorld frames at ``fps``; see the module docstring for the contract."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("sim_camera", **kwargs)
+        try:
+            self._declare_parameters()
+        except ParameterException as exc:  # rclpy's own range/type refusal: same clear error
+            self.destroy_node()
+            raise ParameterError(f"sim_camera: {exc}") from exc
+        except ParameterError:
+            self.destroy_node()
+            raise
+
+        self.world = SyntheticWorld(self.seed, image_size=(self.width, self.height))
+        self._scenario_names = [_name(s) for s in getattr(self.world, "scenarios", [])]
+        self._stream: Iterator[Any] = self.world.stream(self.frames_per_scenario)
+        self.frames_sent = 0
+        self.passes = 1  # how many times the stream was started (grows with loop)
+        self.scenario = ""
+        self.finished = False
+        self._sent_at: deque[float] = deque(maxlen=50)
+
+        self.image_pub = self.create_publisher(
+            Image, "image", image_qos(self.image_reliability))
+        self.truth_pub = self.create_publisher(SimGroundTruth, "sim/ground_truth",
+                                               reliable_qos(50))
+        self.finished_pub = self.create_publisher(Bool, "~/finished", latched_qos())
+        self._timer = self.create_timer(1.0 / self.fps, self._tick)
+        self._diag = Diagnostics(self, "sim camera", self._check)
+        self.get_logger().info(
+            f"streaming {self.width}x{self.height} at {self.fps:g} fps, "
+            f"{self.frames_per_scenario} frames per scenario, "
+            f"{len(self._scenario_names) or '?'} scenarios, seed {self.seed}, loop {self.loop}")
+
+    def _declare_parameters(self) -> None:
+        self.seed = int(declare(self, "seed", 0, "seed of the synthetic world (same seed, same "
+                                "frames)", minimum=0, read_only=True))
+        self.fps = float(declare(self, "fps", 8.0, "frames per second published (> 0)",
+                                 minimum=1e-3, maximum=1000.0, read_only=True))
+        self.frames_per_scenario = int(declare(
+            self, "frames_per_scenario", 120, "frames shown of each scenario before the next",
+            minimum=1, read_only=True))
+        self.width = int(declare(self, "width", 128, "image width in pixels", minimum=16,
+                                 maximum=4096, read_only=True))
+        self.height = int(declare(self, "height", 96, "image height in pixels", minimum=16,
+                                  maximum=4096, read_only=True))
+        self.frame_id = str(declare(self, "frame_id", "camera_optical_frame",
+                                    "header.frame_id of the images", read_only=True))
+        self.loop = bool(declare(self, "loop", False, "start the stream again at its end "
+                                 "instead of stopping"))
+        self.image_reliability = str(declare(
+            self, "image_reliability", "best_effort", "QoS reliability of the image publisher",
+            choices=RELIABILITY_CHOICES, read_only=True))
+
+    def _next_frame(self) -> Any | None:
+        """The next frame; at the end, restart (loop) or return None."""
+        try:
+            return next(self._stream)
+        except StopIteration:
+            if not self.get_parameter("loop").value:
+                return None
+            self.passes += 1
+            self.get_logger().info(f"stream ended; looping (pass {self.passes})")
+            self._stream = self.world.stream(self.frames_per_scenario)
+            return next(self._stream, None)
+
+    def _tick(self) -> None:
+        if self.finished:
+            return
+        frame = self._next_frame()
+        if frame is None:
+            self._finish()
+            return
+        scenario = _name(frame.scenario)
+        if scenario != self.scenario:
+            self.scenario = scenario
+            self.get_logger().info(f"scenario {self._scenario_position(scenario)}: {scenario}")
+        header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.frame_id)
+        # Truth first: the caregiver must not see the detection of a frame before its truth.
+        self.truth_pub.publish(SimGroundTruth(
+            header=header, class_name=str(frame.label), scenario=scenario,
+            frame_index=int(frame.index)))
+        self.image_pub.publish(rgb_to_image(frame.image, header))
+        self.frames_sent += 1
+        self._sent_at.append(time.monotonic())
+
+    def _finish(self) -> None:
+        self.finished = True
+        self._timer.cancel()
+        self.finished_pub.publish(Bool(data=True))
+        self.get_logger().info(f"stream finished after {self.frames_sent} frames")
+
+    def _scenario_position(self, scenario: str) -> str:
+        names = self._scenario_names
+        return f"{names.index(scenario) + 1}/{len(names)}" if scenario in names else "?/?"
+
+    def measured_fps(self) -> float:
+        """Rate over the last frames sent (0 before two frames)."""
+        if len(self._sent_at) < 2 or self.finished:
+            return 0.0
+        span = self._sent_at[-1] - self._sent_at[0]
+        return (len(self._sent_at) - 1) / span if span > 0 else 0.0
+
+    def _check(self) -> tuple[int, str, dict[str, Any]]:
+        state = "finished" if self.finished else f"streaming {self.scenario or '-'}"
+        return OK, state, {"frames_sent": self.frames_sent, "scenario": self.scenario,
+                           "fps_configured": self.fps, "fps_measured": self.measured_fps(),
+                           "pass": self.passes}
+
+
+def _name(scenario: Any) -> str:
+    """Scenario name whether the world hands out names or scenario objects."""
+    return str(getattr(scenario, "name", scenario))
+
+
+def main(args: list[str] | None = None) -> int:
+    """Run the camera alone (``ros2 run etuner_ros sim_camera``)."""
+    rclpy.init(args=args)
+    try:
+        node = SimCameraNode()
+    except ParameterError as exc:
+        rclpy.logging.get_logger("sim_camera").fatal(str(exc))
+        rclpy.try_shutdown()
+        return 2
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
