@@ -1,0 +1,276 @@
+"""SQLite sample store shared by the label collector (writer) and the tuner (reader).
+
+WAL mode lets one process write while others read; every thread gets its own connection because
+sqlite3 connections must not be shared across threads. Images are PNG (lossless, compact).
+Unlabelled frames are bounded by reservoir sampling so a robot running for weeks keeps a fixed-size,
+uniform sample of everything it has seen.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS labelled (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, image BLOB NOT NULL, label TEXT NOT NULL,
+    stamp_ns INTEGER NOT NULL, predicted TEXT, model_version INTEGER,
+    confirms INTEGER NOT NULL DEFAULT 0, source TEXT NOT NULL DEFAULT '',
+    scenario TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS unlabelled (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, image BLOB NOT NULL, stamp_ns INTEGER NOT NULL,
+    scenario TEXT NOT NULL DEFAULT '', slot INTEGER NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+_LCOLS = "id, image, label, stamp_ns, predicted, model_version, confirms, source, scenario"
+_UCOLS = "id, image, NULL, stamp_ns, NULL, NULL, 0, '', scenario"
+
+
+@dataclass
+class Sample:
+    """One stored frame; unlabelled frames have ``label=None``."""
+
+    id: int
+    image: np.ndarray
+    label: str | None
+    stamp_ns: int
+    predicted: str | None = None
+    model_version: int | None = None
+    confirms: bool = False
+    source: str = ""
+    scenario: str = ""
+
+
+def _check_image(image: np.ndarray) -> None:
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+        raise ValueError(f"image must be a uint8 numpy array, got {getattr(image, 'dtype', image)}")
+    if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(f"image must be RGB HxWx3, got shape {image.shape}")
+
+
+def _encode(image: np.ndarray) -> bytes:
+    _check_image(image)
+    bgr = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise ValueError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def _decode(blob: bytes) -> np.ndarray:
+    bgr = cv2.imdecode(np.frombuffer(blob, dtype=np.uint8), cv2.IMREAD_COLOR)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _check_stamp(stamp_ns: int) -> int:
+    if isinstance(stamp_ns, bool) or not isinstance(stamp_ns, (int, np.integer)) or stamp_ns < 0:
+        raise ValueError(f"stamp_ns must be a non-negative int, got {stamp_ns!r}")
+    return int(stamp_ns)
+
+
+def _row(r: tuple) -> Sample:
+    return Sample(int(r[0]), _decode(r[1]), r[2], int(r[3]), r[4],
+                  None if r[5] is None else int(r[5]), bool(r[6]), r[7], r[8])
+
+
+class SampleStore:
+    """Labelled samples plus a reservoir of unlabelled frames in ``path`` (SQLite, WAL)."""
+
+    def __init__(self, path: str | os.PathLike[str], max_unlabelled: int = 2000,
+                 *, seed: int | None = None, busy_timeout_ms: int = 30000) -> None:
+        if max_unlabelled < 0:  # 0 is allowed: keep no unlabelled frames at all
+            raise ValueError(f"max_unlabelled must be >= 0, got {max_unlabelled}")
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.max_unlabelled = int(max_unlabelled)
+        self._busy_ms = int(busy_timeout_ms)
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()  # guards _conns and _rng (Generator is not thread-safe)
+        self._rng = np.random.default_rng(seed)
+        self._closed = False
+        self._conn().executescript(_SCHEMA)  # idempotent DDL, safe if processes race here
+        with self._tx() as c:
+            if c.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == 0:
+                c.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+            version = c.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
+        if version != SCHEMA_VERSION:
+            raise RuntimeError(f"{self.path}: schema version {version}, expected {SCHEMA_VERSION}")
+
+    def _conn(self) -> sqlite3.Connection:
+        """This thread's connection (re-opened after fork: a connection must not cross it)."""
+        if self._closed:
+            raise RuntimeError(f"SampleStore {self.path} is closed")
+        conn = getattr(self._local, "conn", None)
+        if conn is None or self._local.pid != os.getpid():
+            conn = sqlite3.connect(self.path, timeout=self._busy_ms / 1000,
+                                   isolation_level=None, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout={self._busy_ms}")
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")  # a human's label must survive power loss
+            self._local.conn, self._local.pid = conn, os.getpid()
+            with self._lock:
+                self._conns.append(conn)
+        return conn
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction taken up front (IMMEDIATE) so it cannot deadlock on upgrade."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def add_labelled(self, image: np.ndarray, label: str, stamp_ns: int, *,
+                     predicted: str | None = None, model_version: int | None = None,
+                     confirms: bool = False, source: str = "", scenario: str = "") -> int:
+        """Store a labelled sample; committed (durably) before the id is returned."""
+        if not isinstance(label, str) or not label.strip():
+            raise ValueError(f"label must be a non-empty string, got {label!r}")
+        if predicted is not None and not isinstance(predicted, str):
+            raise ValueError(f"predicted must be a string or None, got {predicted!r}")
+        if model_version is not None:
+            model_version = int(model_version)
+        blob = _encode(image)
+        stamp = _check_stamp(stamp_ns)
+        with self._tx() as c:
+            cur = c.execute(
+                "INSERT INTO labelled (image, label, stamp_ns, predicted, model_version, confirms,"
+                " source, scenario) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (blob, label, stamp, predicted, model_version, int(bool(confirms)),
+                 str(source), str(scenario)))
+            return int(cur.lastrowid)
+
+    def add_unlabelled(self, image: np.ndarray, stamp_ns: int, *, scenario: str = "") -> int | None:
+        """Offer a frame to the reservoir (Algorithm R over every frame ever offered, across
+        processes: the counter lives in the DB). Returns the new row id, or None if not kept."""
+        _check_image(image)  # encode only frames that are kept: most are not, once full
+        stamp = _check_stamp(stamp_ns)
+        conn = self._conn()
+        conn.execute("PRAGMA synchronous=NORMAL")  # frames are cheap; skip the per-commit fsync
+        try:
+            with self._tx() as c:
+                seen = c.execute("SELECT value FROM meta WHERE key='offered'").fetchone()
+                seen = int(seen[0]) if seen else 0
+                c.execute("INSERT OR REPLACE INTO meta VALUES ('offered', ?)", (seen + 1,))
+                # A smaller max_unlabelled than a previous run: trim to the bound first.
+                c.execute("DELETE FROM unlabelled WHERE slot >= ?", (self.max_unlabelled,))
+                if seen < self.max_unlabelled:
+                    slot = seen
+                else:
+                    with self._lock:
+                        slot = int(self._rng.integers(0, seen + 1))
+                    if slot >= self.max_unlabelled:
+                        return None
+                c.execute("DELETE FROM unlabelled WHERE slot = ?", (slot,))
+                cur = c.execute(
+                    "INSERT INTO unlabelled (image, stamp_ns, scenario, slot) VALUES (?, ?, ?, ?)",
+                    (_encode(image), stamp, str(scenario), slot))
+                return int(cur.lastrowid)
+        finally:
+            conn.execute("PRAGMA synchronous=FULL")
+
+    def _query(self, sql: str, args: tuple = ()) -> list[Sample]:
+        return [_row(r) for r in self._conn().execute(sql, args).fetchall()]
+
+    def _by_ids(self, table: str, cols: str, ids: list[int]) -> list[Sample]:
+        """Rows for ``ids``, in the order given (callers pass a random order for training)."""
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        rows = self._query(f"SELECT {cols} FROM {table} WHERE id IN ({marks})", tuple(ids))
+        by_id = {s.id: s for s in rows}
+        return [by_id[i] for i in ids if i in by_id]
+
+    def _sample_ids(self, sql: str, args: tuple, n: int, rng: np.random.Generator) -> list[int]:
+        ids = [r[0] for r in self._conn().execute(sql, args).fetchall()]
+        if n <= 0 or not ids:
+            return []
+        pick = rng.choice(len(ids), size=min(n, len(ids)), replace=False)
+        return [int(ids[i]) for i in pick]
+
+    def labelled_since(self, after_id: int) -> list[Sample]:
+        """Labelled samples with id > after_id, oldest first."""
+        return self._query(f"SELECT {_LCOLS} FROM labelled WHERE id > ? ORDER BY id",
+                           (int(after_id),))
+
+    def count_labelled(self, after_id: int = 0) -> int:
+        return int(self._conn().execute("SELECT COUNT(*) FROM labelled WHERE id > ?",
+                                        (int(after_id),)).fetchone()[0])
+
+    def max_labelled_id(self) -> int:
+        """Highest labelled id, 0 when empty (ids start at 1)."""
+        return int(self._conn().execute("SELECT COALESCE(MAX(id), 0) FROM labelled").fetchone()[0])
+
+    def sample_labelled(self, n: int, rng: np.random.Generator,
+                        before_id: int | None = None) -> list[Sample]:
+        """Up to ``n`` labelled samples drawn uniformly without replacement, in random order.
+
+        ``before_id`` keeps ids strictly below it (replay of old data): the complement of
+        ``labelled_since(w)`` is ``before_id=w + 1``.
+        """
+        if before_id is None:
+            ids = self._sample_ids("SELECT id FROM labelled", (), n, rng)
+        else:
+            ids = self._sample_ids("SELECT id FROM labelled WHERE id < ?", (int(before_id),),
+                                   n, rng)
+        return self._by_ids("labelled", _LCOLS, ids)
+
+    def unlabelled(self, n: int, rng: np.random.Generator) -> list[Sample]:
+        """Up to ``n`` unlabelled frames drawn uniformly without replacement."""
+        return self._by_ids("unlabelled", _UCOLS,
+                            self._sample_ids("SELECT id FROM unlabelled", (), n, rng))
+
+    def unlabelled_since(self, after_id: int) -> list[Sample]:
+        """Kept unlabelled frames with id > after_id (newly kept ones), oldest first."""
+        return self._query(f"SELECT {_UCOLS} FROM unlabelled WHERE id > ? ORDER BY id",
+                           (int(after_id),))
+
+    def count_unlabelled(self) -> int:
+        return int(self._conn().execute("SELECT COUNT(*) FROM unlabelled").fetchone()[0])
+
+    def stats(self) -> dict[str, object]:
+        """Counts for /diagnostics."""
+        c = self._conn()
+        offered = c.execute("SELECT value FROM meta WHERE key='offered'").fetchone()
+        per_label = dict(c.execute("SELECT label, COUNT(*) FROM labelled GROUP BY label"))
+        return {
+            "labelled": self.count_labelled(),
+            "confirmations": int(c.execute(
+                "SELECT COUNT(*) FROM labelled WHERE confirms != 0").fetchone()[0]),
+            "max_labelled_id": self.max_labelled_id(),
+            "unlabelled": self.count_unlabelled(),
+            "unlabelled_offered": int(offered[0]) if offered else 0,
+            "max_unlabelled": self.max_unlabelled,
+            "labels": {str(k): int(v) for k, v in per_label.items()},
+        }
+
+    def close(self) -> None:
+        """Close every connection this object opened (in any thread of this process)."""
+        with self._lock:
+            conns, self._conns = self._conns, []
+            self._closed = True
+        for conn in conns:
+            with suppress(sqlite3.Error):
+                conn.close()
+
+    def __enter__(self) -> SampleStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
