@@ -1,0 +1,89 @@
+"""SimFreeze: freeze layer groups whose representation has stopped changing.
+
+Rule (our design): a fixed probe batch (the first ``probe_size`` labelled frames the tuner sees)
+is pushed through the model at every check (before the first round, then after every round).
+For each layer group ``i`` except the head we compute ``linear_cka(out_i(now), out_i(last
+check))``; a group is *stable* after ``patience`` consecutive checks at or above ``threshold``.
+The frozen prefix is the longest run of stable groups from the front (a frozen group needs its
+inputs frozen too, otherwise its cached outputs would be stale), capped so the head group always
+trains. Groups never thaw on their own: a frozen group does not train, so its CKA stays 1; only
+:meth:`unfreeze_all` (a detected scenario change: the old features may no longer suit the new
+home) resets them. The probe forward passes run inside the round, so their cost is in its time,
+energy and FLOPs (``probe_flops`` is reported as well).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from etuner_ros.core.cka import linear_cka
+
+
+@dataclass
+class SimFreezeConfig:
+    """Defaults in one place."""
+
+    threshold: float = 0.985  # CKA at/above which a group counts as unchanged since last check
+    patience: int = 1         # consecutive stable checks before a group may freeze
+    probe_size: int = 32      # images in the fixed probe batch
+
+
+class SimFreeze:
+    """Per-group stability bookkeeping; the tuner supplies the group outputs."""
+
+    def __init__(self, group_names: list[str], config: SimFreezeConfig | None = None) -> None:
+        if len(group_names) < 1:
+            raise ValueError("SimFreeze needs at least one layer group")
+        self.config = config or SimFreezeConfig()
+        self.group_names = list(group_names)
+        self.probe: torch.Tensor | None = None
+        self._last: list[torch.Tensor | None] = [None] * (len(group_names) - 1)
+        self.stable = [0] * (len(group_names) - 1)
+        self.last_cka: list[float | None] = [None] * (len(group_names) - 1)
+        self.frozen_prefix = 0
+        self.checks = 0
+
+    @property
+    def frozen_groups(self) -> list[str]:
+        return self.group_names[: self.frozen_prefix]
+
+    @property
+    def has_reference(self) -> bool:
+        return any(r is not None for r in self._last)
+
+    def set_probe(self, probe: torch.Tensor) -> None:
+        """Fix the probe batch (``[N,3,S,S]``, preprocessed). Changing it forgets history."""
+        if probe.shape[0] < 2:
+            raise ValueError("SimFreeze probe needs at least 2 images")
+        self.probe = probe.detach().clone()
+        self._last = [None] * len(self._last)
+        self.stable = [0] * len(self.stable)
+
+    def check(self, outputs: list[torch.Tensor]) -> int:
+        """Record the outputs of groups ``0..G-2`` on the probe; return the new frozen prefix."""
+        if len(outputs) != len(self._last):
+            raise ValueError(f"expected {len(self._last)} group outputs, got {len(outputs)}")
+        self.checks += 1
+        for i, out in enumerate(outputs):
+            prev = self._last[i]
+            if prev is not None:
+                c = 1.0 if i < self.frozen_prefix else linear_cka(prev, out)
+                self.last_cka[i] = c
+                self.stable[i] = self.stable[i] + 1 if c >= self.config.threshold else 0
+            self._last[i] = out.detach().clone()
+        k = 0
+        while k < len(self.stable) and self.stable[k] >= self.config.patience:
+            k += 1
+        self.frozen_prefix = max(self.frozen_prefix, k)
+        return self.frozen_prefix
+
+    def unfreeze_all(self) -> None:
+        """A scenario change: every group trains again and must prove stability anew."""
+        self.frozen_prefix = 0
+        self.stable = [0] * len(self.stable)
+
+    def status(self) -> dict:
+        return {"frozen_groups": self.frozen_groups, "stable_checks": list(self.stable),
+                "last_cka": [None if c is None else round(c, 4) for c in self.last_cka]}

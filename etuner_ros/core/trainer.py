@@ -1,0 +1,215 @@
+"""One fine-tuning round: train a candidate copy, validate it against the serving model.
+
+The serving model is never touched: the round clones it, grows the head for new classes, freezes
+the SimFreeze prefix, trains on new labels + a replay sample + (optionally) pseudo-labels with
+per-sample weights, and validates candidate and current model on the same held-out slice. The
+candidate is accepted only if it is at least as accurate there (a tie passes: a round that
+learned a new class the validation slice does not show yet must not be thrown away).
+
+Frozen prefix caching: the frozen groups run once per sample per round (eval mode, no grad) and
+every epoch trains only the back part on the cached activations. No data augmentation, so the
+cache is exact.
+
+FLOPs are analytic from per-group forward FLOPs measured once with
+``torch.utils.flop_counter.FlopCounterMode`` on a single image: a training step costs 3x the
+forward FLOPs of the trained part (forward + backward for activations and weights), a cached
+prefix costs one forward per sample, pseudo-labelling and validation one forward per image.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from etuner_ros.core.model import ModelBundle, layer_groups, split_forward
+
+
+@dataclass
+class TrainConfig:
+    """Every training default in one place (why in the comments)."""
+
+    epochs: int = 3                 # max passes over the round's data
+    batch_size: int = 32
+    lr: float = 0.01
+    optimiser: str = "sgd"          # "sgd" (momentum 0.9) or "adam"
+    weight_decay: float = 1e-4
+    replay_size: int = 96           # old labelled samples re-trained every round (forgetting)
+    replay_capacity: int = 800      # reservoir of old labelled samples kept for replay
+    holdout_fraction: float = 0.15  # share of labels (by sample id) kept out for validation
+    val_size: int = 96              # newest held-out samples used to validate a round
+    pseudo_threshold: float = 0.9   # min softmax confidence for a pseudo-label
+    pseudo_weight: float = 0.5      # loss weight of a pseudo-labelled sample (labels: 1.0)
+    max_pseudo: int = 48            # pseudo-labels per round, most confident first
+    early_stop_loss: float = 0.08   # stop epochs once the mean training loss is below this
+    bn_eval: bool = True            # keep BatchNorm statistics fixed: tiny batches would skew them
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ValueError("TrainConfig: epochs, batch_size >= 1 and lr > 0")
+        if self.optimiser not in ("sgd", "adam"):
+            raise ValueError(f"TrainConfig.optimiser must be 'sgd' or 'adam', got "
+                             f"{self.optimiser!r}")
+        if not 0.0 <= self.holdout_fraction < 1.0:
+            raise ValueError("TrainConfig.holdout_fraction must be in [0, 1)")
+        if not 0.0 <= self.pseudo_threshold <= 1.0 or self.pseudo_weight < 0:
+            raise ValueError("TrainConfig: pseudo_threshold in [0, 1], pseudo_weight >= 0")
+
+
+@dataclass
+class TrainOutcome:
+    candidate: ModelBundle
+    accepted: bool
+    val_accuracy: float
+    baseline_val_accuracy: float
+    train_flops: float
+    duration_s: float
+    n_train: int
+    epochs_run: int
+    final_loss: float
+    losses: list[float] = field(default_factory=list)
+
+
+def is_holdout(sample_id: int, fraction: float) -> bool:
+    """Deterministic by id (Knuth multiplicative hash): a sample is validation data forever."""
+    if fraction <= 0:
+        return False
+    h = (int(sample_id) * 2654435761 + 0x9E3779B9) % (1 << 32)
+    return h / float(1 << 32) < fraction
+
+
+_FLOPS_CACHE: dict[tuple, list[float]] = {}
+
+
+def group_flops(bundle: ModelBundle) -> list[float]:
+    """Forward FLOPs per image of each layer group (measured once per arch/size/classes)."""
+    key = (bundle.arch, bundle.input_size, bundle.num_classes)
+    if key not in _FLOPS_CACHE:
+        model = bundle.model
+        was = model.training
+        model.eval()
+        x = torch.zeros(1, 3, bundle.input_size, bundle.input_size)
+        out: list[float] = []
+        with torch.no_grad():
+            for _, g in layer_groups(model, bundle.arch):
+                with FlopCounterMode(display=False) as fc:
+                    x = g(x)
+                out.append(float(fc.get_total_flops()))
+        model.train(was)
+        _FLOPS_CACHE[key] = out
+    return _FLOPS_CACHE[key]
+
+
+def set_train_mode(model: nn.Module, bn_eval: bool) -> None:
+    model.train()
+    if bn_eval:
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+
+
+@torch.no_grad()
+def batched(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+            batch: int = 128) -> torch.Tensor:
+    if x.shape[0] == 0:
+        return x
+    return torch.cat([fn(x[i:i + batch]) for i in range(0, x.shape[0], batch)])
+
+
+def pseudo_label(bundle: ModelBundle, x: torch.Tensor, threshold: float,
+                 max_n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Confident predictions of ``bundle`` on preprocessed unlabelled ``x``: only those with
+    softmax confidence >= ``threshold``, the ``max_n`` most confident. Returns (x, y, conf)."""
+    if x.shape[0] == 0 or max_n <= 0:
+        return x[:0], torch.zeros(0, dtype=torch.long), torch.zeros(0)
+    bundle.model.eval()
+    probs = torch.softmax(batched(bundle.model, x), dim=1)
+    conf, y = probs.max(dim=1)
+    keep = torch.nonzero(conf >= threshold).flatten()
+    keep = keep[torch.argsort(conf[keep], descending=True)][:max_n]
+    return x[keep], y[keep], conf[keep]
+
+
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Top-1 accuracy; a label the model has no row for counts as wrong."""
+    if x.shape[0] == 0:
+        return float("nan")
+    model.eval()
+    pred = batched(model, x).argmax(dim=1)
+    return float((pred == y).float().mean())
+
+
+def _optimiser(params: list[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimiser == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+
+
+def train_round(current: ModelBundle, class_names: Sequence[str], x: torch.Tensor,
+                y: torch.Tensor, w: torch.Tensor, val_x: torch.Tensor, val_y: torch.Tensor,
+                frozen_prefix: int, cfg: TrainConfig,
+                progress: Callable[[str], None] | None = None,
+                candidate: ModelBundle | None = None) -> TrainOutcome:
+    """Train a candidate copy of ``current`` on ``(x, y, w)`` (preprocessed, label ids in
+    ``class_names`` order, loss weights), the first ``frozen_prefix`` layer groups frozen and
+    cached; validate both on ``(val_x, val_y)``. ``candidate`` may be a clone made earlier."""
+    t0 = time.perf_counter()
+    cand = candidate if candidate is not None else current.clone()
+    cand.version = current.version + 1
+    cand.ensure_classes(list(class_names))
+    model, arch = cand.model, cand.arch
+    n_groups = len(layer_groups(model, arch))
+    k = int(min(max(frozen_prefix, 0), n_groups - 1))  # the head group always trains
+    front, back = split_forward(model, arch, k)
+    for p in front.parameters():
+        p.requires_grad_(False)
+    for p in back.parameters():
+        p.requires_grad_(True)
+    gflops = group_flops(cand)
+    flops = 0.0
+    gen = torch.Generator().manual_seed(int(cfg.seed) * 1_000_003 + int(current.version))
+    losses: list[float] = []
+    n = int(x.shape[0])
+    if n:
+        front.eval()
+        z = batched(front, x) if k else x  # the cache: frozen prefix runs once per round
+        flops += n * sum(gflops[:k])
+        params = [p for p in back.parameters() if p.requires_grad]
+        opt = _optimiser(params, cfg)
+        set_train_mode(back, cfg.bn_eval)
+        loss_fn = nn.CrossEntropyLoss(reduction="none")
+        back_flops = 3.0 * sum(gflops[k:])
+        for epoch in range(cfg.epochs):
+            order = torch.randperm(n, generator=gen)
+            total, weight = 0.0, 0.0
+            for i in range(0, n, cfg.batch_size):
+                idx = order[i:i + cfg.batch_size]
+                bw = w[idx]
+                loss = (loss_fn(back(z[idx]), y[idx]) * bw).sum() / bw.sum().clamp_min(1e-8)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * float(bw.sum())
+                weight += float(bw.sum())
+            flops += n * back_flops
+            losses.append(total / max(weight, 1e-8))
+            if progress:
+                progress(f"epoch {epoch + 1}/{cfg.epochs}: loss {losses[-1]:.3f} "
+                         f"({n} samples, {k} groups frozen)")
+            if losses[-1] < cfg.early_stop_loss:
+                break
+    for p in model.parameters():
+        p.requires_grad_(True)
+    model.eval()
+    val = accuracy(model, val_x, val_y)
+    base = accuracy(current.model, val_x, val_y)
+    flops += 2 * int(val_x.shape[0]) * sum(gflops)
+    accepted = bool(np.isnan(val) or np.isnan(base) or val >= base)
+    return TrainOutcome(cand, accepted, val, base, flops, time.perf_counter() - t0, n,
+                        len(losses), losses[-1] if losses else float("nan"), losses)

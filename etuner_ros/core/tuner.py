@@ -1,0 +1,372 @@
+"""ContinualTuner: the engine both ``tuner_node`` and the benchmark drive.
+
+It owns the serving-model reference it compares against, the policy, the pending labels, the
+replay reservoir, the held-out validation slice, the unlabelled pool, the drift detector and the
+SimFreeze state. Thread-safety: every ``observe_*``/``decide``/``status`` call takes one lock
+briefly; ``run_round`` snapshots its inputs under the lock, trains without it (so the ROS
+executor keeps answering), and commits its bookkeeping under it again. Labels arriving during a
+round stay pending for the next one.
+
+Cost accounting is the same for every policy: a round's time/energy/FLOPs cover pseudo-labelling,
+SimFreeze probes, training and validation; embedding frames for the drift detector (only for
+policies that use it) is accumulated as ``overhead_*`` and reported in ``status()``.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from etuner_ros.core.drift import DriftConfig, DriftDetector
+from etuner_ros.core.energy import EnergyMeter
+from etuner_ros.core.model import ModelBundle, embed, layer_groups, preprocess
+from etuner_ros.core.policies import Decision, Observation, Policy, make_policy
+from etuner_ros.core.simfreeze import SimFreeze, SimFreezeConfig
+from etuner_ros.core.trainer import (
+    TrainConfig,
+    batched,
+    group_flops,
+    is_holdout,
+    pseudo_label,
+    train_round,
+)
+
+
+@dataclass
+class TunerConfig:
+    """All tuner defaults in one place (policy parameters go to ``make_policy``)."""
+
+    train: TrainConfig = field(default_factory=TrainConfig)
+    drift: DriftConfig = field(default_factory=DriftConfig)
+    simfreeze: SimFreezeConfig = field(default_factory=SimFreezeConfig)
+    policy_params: dict = field(default_factory=dict)
+    unlabelled_capacity: int = 256  # newest unlabelled frames kept for pseudo-labels
+    accuracy_window: int = 24       # labels behind recent_accuracy
+    accuracy_min: int = 8           # recent_accuracy is None below this many
+    drift_every: int = 1            # embed every n-th observed frame for the drift detector
+
+
+@dataclass
+class RoundResult:
+    candidate: ModelBundle
+    accepted: bool
+    val_accuracy: float
+    baseline_val_accuracy: float
+    duration_s: float
+    train_flops: float
+    energy_joules: float
+    energy_source: str
+    n_labels: int
+    n_replay: int
+    n_pseudo: int
+    frozen_groups: list[str]
+    reason: str
+    epochs_run: int = 0
+
+
+@dataclass
+class _Item:
+    id: int
+    x: torch.Tensor
+    label: str
+
+
+class ContinualTuner:
+    """See the module docstring."""
+
+    def __init__(self, bundle: ModelBundle, policy: Policy | str,
+                 config: TunerConfig | None = None, seed: int = 0) -> None:
+        self.config = config or TunerConfig()
+        self.policy = make_policy(policy, **self.config.policy_params) \
+            if isinstance(policy, str) else policy
+        self.seed = int(seed)
+        self._rng = random.Random(seed)
+        self._lock = threading.RLock()
+        self.deployed = bundle
+        self.class_names: list[str] = list(bundle.class_names)
+        self._pending: list[_Item] = []
+        self._pending_batches = 0
+        self._oldest_pending: float | None = None
+        self._replay: list[_Item] = []
+        self._seen_replay = 0
+        self._holdout: deque[_Item] = deque(maxlen=self.config.train.val_size)
+        self._unlabelled: deque[torch.Tensor] = deque(maxlen=self.config.unlabelled_capacity)
+        self._recent: deque[bool] = deque(maxlen=self.config.accuracy_window)
+        self._window: deque[torch.Tensor] = deque(maxlen=self.config.drift.window)
+        self._frame_count = 0
+        self.drift = DriftDetector(self.config.drift)
+        groups = [n for n, _ in layer_groups(bundle.model, bundle.arch)]
+        self.simfreeze = SimFreeze(groups, self.config.simfreeze)
+        self._probe: list[torch.Tensor] = []
+        self._unfreeze_next = False
+        self._fps = 0.0
+        self._last_round_end: float | None = None
+        self._new_since_decide = 0
+        self.rounds_done = self.rounds_deferred = self.rounds_merged = 0
+        self.labels_seen = 0
+        self.overhead_seconds = self.overhead_joules = self.overhead_flops = 0.0
+        self.last_reason = "no decision yet"
+        self.last_round: dict = {}
+        self.busy = False
+
+    # --- inputs ---------------------------------------------------------------------------
+    def _x(self, images: list[np.ndarray]) -> torch.Tensor:
+        return preprocess(images, self.deployed.input_size)
+
+    def _name(self, label, names: list[str]) -> str:
+        if isinstance(label, (int, np.integer)) and not isinstance(label, bool):
+            return names[int(label)]
+        return str(label)
+
+    def observe_labels(self, samples: list, now: float) -> None:
+        """Corrections and confirmations (both are labels) from the store or the caregiver."""
+        if not samples:
+            return
+        xs = self._x([s.image for s in samples])
+        with self._lock:
+            if self._last_round_end is None:
+                self._last_round_end = now
+            served = list(self.deployed.class_names)
+            added = False
+            for s, x in zip(samples, xs, strict=True):
+                label = self._name(s.label, self.class_names)
+                if label not in self.class_names:
+                    self.class_names.append(label)
+                if getattr(s, "predicted", None) is not None:
+                    pred = self._name(s.predicted, served) if not isinstance(
+                        s.predicted, (int, np.integer)) or int(s.predicted) < len(served) \
+                        else "?"
+                    self._recent.append(pred == label)
+                item = _Item(int(s.id), x, label)
+                self.labels_seen += 1
+                if is_holdout(item.id, self.config.train.holdout_fraction):
+                    self._holdout.append(item)
+                    continue
+                if len(self._probe) < self.config.simfreeze.probe_size:
+                    self._probe.append(x)
+                self._pending.append(item)
+                self._new_since_decide += 1
+                added = True
+            if added:
+                self._pending_batches += 1
+                if self._oldest_pending is None:
+                    self._oldest_pending = now
+
+    def observe_unlabelled(self, samples: list) -> None:
+        """Frames nobody labelled: the pool pseudo-labels come from (semi-supervised policies)."""
+        if not samples or not self.policy.uses_semi_supervised:
+            return
+        xs = self._x([s.image if hasattr(s, "image") else s for s in samples])
+        with self._lock:
+            self._unlabelled.extend(xs)
+
+    def observe_inference_rate(self, fps: float) -> None:
+        with self._lock:
+            self._fps = float(fps)
+
+    def observe_frames(self, images: list[np.ndarray], now: float) -> float:
+        """Embed frames with the deployed model and update the drift score (overhead)."""
+        if not images or not self.policy.uses_drift:
+            return self.drift.score
+        with self._lock:
+            if self._last_round_end is None:
+                self._last_round_end = now
+            keep = [img for i, img in enumerate(images)
+                    if (self._frame_count + i) % self.config.drift_every == 0]
+            self._frame_count += len(images)
+            if not keep:
+                return self.drift.score
+            with EnergyMeter().measure() as m:
+                t0 = time.perf_counter()
+                x = self._x(keep)
+                feats = self._embed(self.deployed, x)
+                score = self.drift.update(feats.numpy())
+                self._window.extend(x)
+                dt = time.perf_counter() - t0
+            self.overhead_seconds += dt
+            self.overhead_joules += m.joules
+            self.overhead_flops += len(keep) * sum(group_flops(self.deployed)[:-1])
+            return score
+
+    def _embed(self, bundle: ModelBundle, x: torch.Tensor) -> torch.Tensor:
+        bundle.model.eval()
+        return batched(lambda b: embed(bundle.model, bundle.arch, b), x)
+
+    # --- deciding -------------------------------------------------------------------------
+    def _observation(self, now: float) -> Observation:
+        last = self._last_round_end if self._last_round_end is not None else now
+        acc = (sum(self._recent) / len(self._recent)
+               if len(self._recent) >= self.config.accuracy_min else None)
+        return Observation(
+            now=now, pending_labels=len(self._pending),
+            new_labels_since_decide=self._new_since_decide,
+            seconds_since_last_round=max(0.0, now - last),
+            seconds_since_oldest_pending=(0.0 if self._oldest_pending is None
+                                          else max(0.0, now - self._oldest_pending)),
+            inference_fps=self._fps, recent_accuracy=acc,
+            change_score=self.drift.score if self.policy.uses_drift else 0.0,
+            change_detected=bool(self.drift.changed) if self.policy.uses_drift else False)
+
+    def decide(self, now: float, force: bool = False) -> Decision:
+        """Ask the policy; ``force`` tunes whenever there is anything to train on."""
+        with self._lock:
+            obs = self._observation(now)
+            self._new_since_decide = 0
+            if force:
+                if not self._pending and not self._replay:
+                    d = Decision(False, "no labelled samples to train on")
+                else:
+                    d = Decision(True, f"forced: {obs.pending_labels} labels pending")
+            else:
+                d = self.policy.decide(obs)
+                if not d.tune and obs.pending_labels > 0:
+                    self.rounds_deferred += 1
+            if d.tune and (d.unfreeze or obs.change_detected):
+                self._unfreeze_next = True
+            self.last_reason = d.reason
+            return d
+
+    # --- the round ------------------------------------------------------------------------
+    def run_round(self, now: float,
+                  progress: Callable[[str], None] | None = None) -> RoundResult:
+        """Train on all pending labels + replay (+ pseudo-labels); see the module docstring."""
+        cfg = self.config.train
+        with self._lock:
+            self.busy = True
+            new, self._pending = self._pending, []
+            self.rounds_merged += max(0, self._pending_batches - 1)
+            self._pending_batches, self._oldest_pending = 0, None
+            k = min(cfg.replay_size, len(self._replay))
+            replay = self._rng.sample(self._replay, k)
+            val = list(self._holdout)
+            unl = torch.stack(list(self._unlabelled)[-4 * cfg.max_pseudo:]) \
+                if self._unlabelled and self.policy.uses_semi_supervised else None
+            names = list(self.class_names)
+            current = self.deployed
+            cand = current.clone()
+            use_sf = self.policy.uses_simfreeze
+            if use_sf and self._unfreeze_next:
+                self.simfreeze.unfreeze_all()
+            self._unfreeze_next = False
+            if use_sf and self.simfreeze.probe is None and len(self._probe) >= 2:
+                self.simfreeze.set_probe(torch.stack(self._probe))
+            frozen = self.simfreeze.frozen_prefix if use_sf else 0
+            frozen_names = self.simfreeze.group_names[:frozen]
+        try:
+            with EnergyMeter().measure() as meter:
+                t0 = time.perf_counter()
+                flops = 0.0
+                gf = group_flops(cand)
+                if use_sf and self.simfreeze.probe is not None \
+                        and not self.simfreeze.has_reference:
+                    self.simfreeze.check(self._group_outputs(cand, self.simfreeze.probe))
+                    flops += self.simfreeze.probe.shape[0] * sum(gf[:-1])
+                items = new + replay
+                x = torch.stack([it.x for it in items]) if items else \
+                    torch.zeros(0, 3, cand.input_size, cand.input_size)
+                y = torch.tensor([names.index(it.label) for it in items], dtype=torch.long)
+                w = torch.ones(len(items))
+                n_pseudo = 0
+                if unl is not None:
+                    px, py, _ = pseudo_label(cand, unl, cfg.pseudo_threshold, cfg.max_pseudo)
+                    flops += unl.shape[0] * sum(gf)
+                    n_pseudo = int(px.shape[0])
+                    if n_pseudo:
+                        x, y = torch.cat([x, px]), torch.cat([y, py])
+                        w = torch.cat([w, torch.full((n_pseudo,), cfg.pseudo_weight)])
+                vx = torch.stack([it.x for it in val]) if val else x[:0]
+                vy = torch.tensor([names.index(it.label) for it in val], dtype=torch.long)
+                out = train_round(current, names, x, y, w, vx, vy, frozen, cfg, progress,
+                                  candidate=cand)
+                flops += out.train_flops
+                if use_sf and out.accepted and self.simfreeze.probe is not None:
+                    self.simfreeze.check(self._group_outputs(out.candidate,
+                                                             self.simfreeze.probe))
+                    flops += self.simfreeze.probe.shape[0] * sum(gf[:-1])
+                duration = time.perf_counter() - t0
+        finally:
+            with self._lock:
+                self.busy = False
+        reason = (f"{len(new)} labels + {len(replay)} replay + {n_pseudo} pseudo, "
+                  f"{len(frozen_names)} groups frozen, {out.epochs_run} epochs: val "
+                  f"{out.val_accuracy:.3f} vs {out.baseline_val_accuracy:.3f} -> "
+                  f"{'accept' if out.accepted else 'reject'}")
+        result = RoundResult(out.candidate, out.accepted, out.val_accuracy,
+                             out.baseline_val_accuracy, duration, flops, meter.joules,
+                             meter.source, len(new), len(replay), n_pseudo, frozen_names,
+                             reason, out.epochs_run)
+        with self._lock:
+            for it in new:  # reservoir: every label ever seen has the same chance to stay
+                self._seen_replay += 1
+                if len(self._replay) < cfg.replay_capacity:
+                    self._replay.append(it)
+                else:
+                    j = self._rng.randrange(self._seen_replay)
+                    if j < cfg.replay_capacity:
+                        self._replay[j] = it
+            self.rounds_done += 1
+            self._last_round_end = now + duration
+            self.last_round = {"duration_s": duration, "accepted": out.accepted,
+                               "val_accuracy": out.val_accuracy,
+                               "baseline_val_accuracy": out.baseline_val_accuracy,
+                               "n_labels": len(new), "n_replay": len(replay),
+                               "n_pseudo": n_pseudo, "frozen_groups": frozen_names,
+                               "train_flops": flops, "reason": reason}
+        return result
+
+    def _group_outputs(self, bundle: ModelBundle, probe: torch.Tensor) -> list[torch.Tensor]:
+        """Outputs of every group but the head on the probe (groups in order = forward)."""
+        bundle.model.eval()
+        outs, z = [], probe
+        with torch.no_grad():
+            for _, g in layer_groups(bundle.model, bundle.arch)[:-1]:
+                z = g(z)
+                outs.append(z)
+        return outs
+
+    def deploy(self, bundle: ModelBundle) -> None:
+        """The serving model changed: compare against it, and re-base the drift detector on
+        the newest frames as the new model sees them (its feature space moved)."""
+        with self._lock:
+            self.deployed = bundle
+            for name in bundle.class_names:
+                if name not in self.class_names:
+                    self.class_names.append(name)
+            self._recent.clear()  # accuracy of the old model says nothing about the new one
+            if self.policy.uses_drift:
+                with EnergyMeter().measure() as m:
+                    t0 = time.perf_counter()
+                    ref = self._embed(bundle, torch.stack(list(self._window))).numpy() \
+                        if len(self._window) >= 2 else None
+                    self.drift.reset_reference(ref)
+                    dt = time.perf_counter() - t0
+                self.overhead_seconds += dt
+                self.overhead_joules += m.joules
+                self.overhead_flops += len(self._window) * sum(group_flops(bundle)[:-1])
+                self._window.clear()
+
+    # --- reporting ------------------------------------------------------------------------
+    def status(self) -> dict:
+        with self._lock:
+            obs = self._observation(self._last_round_end or 0.0)
+            return {"state": "tuning" if self.busy else "idle", "policy": self.policy.name,
+                    "pending": len(self._pending), "rounds_done": self.rounds_done,
+                    "rounds_deferred": self.rounds_deferred,
+                    "rounds_merged": self.rounds_merged,
+                    "frozen_groups": list(self.simfreeze.frozen_groups)
+                    if self.policy.uses_simfreeze else [],
+                    "change_score": float(self.drift.score),
+                    "change_detected": bool(self.drift.changed),
+                    "recent_accuracy": obs.recent_accuracy, "last_reason": self.last_reason,
+                    "replay_size": len(self._replay), "holdout_size": len(self._holdout),
+                    "unlabelled": len(self._unlabelled), "classes": list(self.class_names),
+                    "overhead_seconds": self.overhead_seconds,
+                    "overhead_joules": self.overhead_joules,
+                    "overhead_flops": self.overhead_flops, "last_round": dict(self.last_round)}
