@@ -89,6 +89,7 @@ class ContinualTuner:
         self.seed = int(seed)
         self._rng = random.Random(seed)
         self._lock = threading.RLock()
+        self._meter = EnergyMeter()
         self.deployed = bundle
         self.class_names: list[str] = list(bundle.class_names)
         self._pending: list[_Item] = []
@@ -183,7 +184,7 @@ class ContinualTuner:
             self._frame_count += len(images)
             if not keep:
                 return self.drift.score
-            with EnergyMeter().measure() as m:
+            with self._meter.measure() as m:
                 t0 = time.perf_counter()
                 x = self._x(keep)
                 feats = self._embed(self.deployed, x)
@@ -260,7 +261,7 @@ class ContinualTuner:
             frozen = self.simfreeze.frozen_prefix if use_sf else 0
             frozen_names = self.simfreeze.group_names[:frozen]
         try:
-            with EnergyMeter().measure() as meter:
+            with self._meter.measure() as meter:
                 t0 = time.perf_counter()
                 flops = 0.0
                 gf = group_flops(cand)
@@ -341,7 +342,7 @@ class ContinualTuner:
                     self.class_names.append(name)
             self._recent.clear()  # accuracy of the old model says nothing about the new one
             if self.policy.uses_drift:
-                with EnergyMeter().measure() as m:
+                with self._meter.measure() as m:
                     t0 = time.perf_counter()
                     ref = self._embed(bundle, torch.stack(list(self._window))).numpy() \
                         if len(self._window) >= 2 else None
