@@ -13,11 +13,12 @@ from typing import Any
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 
-OK = DiagnosticStatus.OK
-WARN = DiagnosticStatus.WARN
-ERROR = DiagnosticStatus.ERROR
+# DiagnosticStatus levels are single bytes (msg type ``byte``).
+OK: bytes = DiagnosticStatus.OK
+WARN: bytes = DiagnosticStatus.WARN
+ERROR: bytes = DiagnosticStatus.ERROR
 
-Check = Callable[[], tuple[int, str, dict[str, Any]]]
+Check = Callable[[], tuple[bytes, str, dict[str, Any]]]
 
 
 class Diagnostics:
@@ -38,9 +39,11 @@ class Diagnostics:
             level, message, values = self._check()
         except Exception as exc:  # a broken check must not take the node down
             level, message, values = ERROR, f"diagnostic check failed: {exc}", {}
+        if not isinstance(level, bytes):
+            level = bytes([int(level)])
         status = DiagnosticStatus(
-            level=bytes([level]), name=f"{self._node.get_name()}: {self._task}",
-            message=message, hardware_id=self._hardware_id,
+            level=level, name=f"{self._node.get_name()}: {self._task}", message=message,
+            hardware_id=self._hardware_id,
             values=[KeyValue(key=str(k), value=_fmt(v)) for k, v in values.items()])
         arr = DiagnosticArray()
         arr.header.stamp = self._node.get_clock().now().to_msg()

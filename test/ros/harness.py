@@ -7,6 +7,7 @@ rclpy context in the test process.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -39,10 +40,8 @@ class Probe:
         self._thread.start()
 
     def _spin(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # shutdown races end the spin
             self.executor.spin()
-        except Exception:  # shutdown races end the spin
-            pass
 
     def collect(self, msg_type: Any, topic: str, qos: QoSProfile | int = 10) -> list[Any]:
         """Subscribe and return the list the messages are appended to."""
@@ -95,11 +94,18 @@ class Bringup:
             env=os.environ.copy(), cwd=str(log_path.parent), start_new_session=True)
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    def check(self) -> None:
+        """Fail at once, with its log, if the process under test has died."""
+        if not self.alive():
+            raise AssertionError(f"bringup exited with {self.proc.returncode}:\n"
+                                 + self.log()[-3000:])
 
     def stop(self, timeout: float = 20.0) -> int:
         """SIGINT, as Ctrl-C or launch would; kill if it does not stop in time."""

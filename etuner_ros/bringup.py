@@ -1,0 +1,154 @@
+"""bringup: start the etuner_ros nodes in one process from the same YAML as the launch file.
+
+``ros2 launch etuner_ros etuner.launch.py`` is the robot's way; this entry point starts the same
+nodes, with the same names, parameters file, namespace and image-topic remap, on one
+multi-threaded executor. It needs no ``launch`` package (not installable from PyPI), so it is what
+the demo and the integration tests run here, and it works on a robot too
+(``ros2 run etuner_ros bringup --sim``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import os
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import rclpy
+import yaml
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+
+from etuner_ros.ros.params import ParameterError
+
+
+def default_config() -> Path:
+    """The installed config/etuner.yaml (share/etuner_ros), else the source tree's."""
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        path = Path(get_package_share_directory("etuner_ros")) / "config" / "etuner.yaml"
+        if path.exists():
+            return path
+    except (ImportError, LookupError, ValueError):
+        pass
+    return Path(__file__).resolve().parents[1] / "config" / "etuner.yaml"
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", type=Path, default=None,
+                   help="parameters YAML (default: the installed config/etuner.yaml)")
+    p.add_argument("--params-file", type=Path, action="append", default=[],
+                   help="extra parameters YAML applied after --config (repeatable)")
+    p.add_argument("--namespace", default="", help="namespace of every node")
+    p.add_argument("--image-topic", default="image", help="camera topic (remaps 'image')")
+    p.add_argument("--sim", action=argparse.BooleanOptionalAction, default=False,
+                   help="also start sim_camera and sim_caregiver")
+    p.add_argument("--policy", default="", help="override the tuner's policy")
+    p.add_argument("--checkpoint", default="", help="override perception's checkpoint")
+    p.add_argument("--data-dir", default="", help="override data_dir of every node")
+    p.add_argument("--duration", type=float, default=0.0,
+                   help="stop after this many seconds (0: run until Ctrl-C)")
+    return p
+
+
+def ros_args(opts: argparse.Namespace) -> list[str]:
+    """The rcl arguments equivalent to the launch file's parameters and remappings."""
+    args = ["--ros-args", "--params-file", str(opts.config or default_config())]
+    for extra in opts.params_file:
+        args += ["--params-file", str(extra)]
+    if opts.image_topic != "image":
+        args += ["-r", f"image:={opts.image_topic}"]
+    overrides = {"perception": {"checkpoint": opts.checkpoint}, "tuner": {"policy": opts.policy},
+                 "**": {"data_dir": opts.data_dir}}
+    return args + override_args(overrides)
+
+
+def override_args(overrides: dict[str, dict[str, object]]) -> list[str]:
+    """``--params-file`` of a temporary YAML holding per-node overrides (empty values skipped).
+
+    A plain ``-p name:=value`` lands in the ``/**`` section, which a node-specific section of
+    the config file outranks; a later parameters file with node-specific keys wins instead.
+    """
+    doc = {f"/**/{node}" if node != "**" else "/**":
+           {"ros__parameters": {k: v for k, v in params.items() if v not in ("", None)}}
+           for node, params in overrides.items()}
+    doc = {k: v for k, v in doc.items() if v["ros__parameters"]}
+    if not doc:
+        return []
+    fd, path = tempfile.mkstemp(prefix="etuner_overrides_", suffix=".yaml")
+    with os.fdopen(fd, "w") as f:
+        yaml.safe_dump(doc, f)
+    atexit.register(lambda: Path(path).unlink(missing_ok=True))
+    return ["--params-file", path]
+
+
+def make_nodes(sim: bool, namespace: str = "") -> list[Node]:
+    """Create the nodes (perception first: the tuner starts from its model_info)."""
+    from etuner_ros.nodes.label_collector_node import LabelCollectorNode
+    from etuner_ros.nodes.perception_node import PerceptionNode
+    from etuner_ros.nodes.tuner_node import TunerNode
+
+    factories: list[Callable[..., Node]] = [PerceptionNode, LabelCollectorNode, TunerNode]
+    if sim:
+        from etuner_ros.nodes.sim_camera_node import SimCameraNode
+        from etuner_ros.nodes.sim_caregiver_node import SimCaregiverNode
+
+        factories += [SimCaregiverNode, SimCameraNode]
+    nodes: list[Node] = []
+    try:
+        for factory in factories:
+            nodes.append(factory(namespace=namespace))
+    except Exception:
+        for n in nodes:
+            n.destroy_node()
+        raise
+    return nodes
+
+
+def run(nodes: list[Node], duration: float = 0.0, threads: int = 4) -> None:
+    """Spin ``nodes`` on one multi-threaded executor until Ctrl-C or ``duration`` seconds."""
+    executor = MultiThreadedExecutor(num_threads=threads)
+    for n in nodes:
+        executor.add_node(n)
+    if duration > 0:
+        timer = threading.Timer(duration, executor.shutdown)
+        timer.daemon = True
+        timer.start()
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        executor.shutdown()
+        for n in nodes:
+            n.destroy_node()
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts, rest = parser().parse_known_args(argv)
+    if rest and rest[0] != "--ros-args":
+        parser().error(f"unrecognised arguments: {' '.join(rest)}")
+    # argv[0] is the program name for rcl, as in sys.argv; extra --ros-args go last to win.
+    rclpy.init(args=["bringup", *ros_args(opts), *rest])
+    log = rclpy.logging.get_logger("bringup")
+    try:
+        nodes = make_nodes(opts.sim, opts.namespace)
+    except ParameterError as exc:
+        log.fatal(str(exc))
+        rclpy.try_shutdown()
+        return 2
+    log.info(f"started {', '.join(n.get_fully_qualified_name() for n in nodes)}")
+    try:
+        run(nodes, opts.duration)
+    finally:
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

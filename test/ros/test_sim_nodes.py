@@ -1,0 +1,263 @@
+"""sim_camera and sim_caregiver as real nodes over real DDS.
+
+The nodes run in this process on an rclpy context of their own, spun by a background executor
+(as bringup runs them); the test's Probe lives on another context, so every message crosses DDS.
+The perception node is not involved: the Probe plays it, answering each frame with a
+DetectionArray whose rightness the test chooses, so the caregiver's answers can be checked exactly.
+"""
+
+from __future__ import annotations
+
+import itertools
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import Image
+from std_msgs.msg import Bool, Header
+
+from etuner_ros.msg import Detection, DetectionArray, LabelCorrection, SimGroundTruth
+from etuner_ros.nodes import sim_caregiver_node
+from etuner_ros.nodes.sim_camera_node import SimCameraNode
+from etuner_ros.nodes.sim_caregiver_node import SimCaregiverNode
+from etuner_ros.ros.image import image_to_rgb
+from etuner_ros.ros.params import ParameterError
+from etuner_ros.ros.qos import image_qos, latched_qos, reliable_qos
+from etuner_ros.sim.caregiver import Caregiver
+from etuner_ros.sim.world import SyntheticWorld
+
+from harness import Probe, _installed, wait_for
+
+FPS, PER_SCENARIO, SCENARIOS = 30.0, 6, 7
+FAST = {"fps": FPS, "frames_per_scenario": PER_SCENARIO, "seed": 3}
+
+
+class Nodes:
+    """The system under test: nodes on their own context, spun in a background thread."""
+
+    def __init__(self) -> None:
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.nodes: list[Any] = []
+        self.errors: list[BaseException] = []
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        try:
+            self.executor.spin()
+        except Exception as exc:  # a node callback raised: the test must fail, not hang
+            self.errors.append(exc)
+
+    def add(self, factory: Any, **params: Any) -> Any:
+        node = factory(context=self.context,
+                       parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+        self.nodes.append(node)
+        self.executor.add_node(node)
+        return node
+
+    def close(self) -> None:
+        """Stop spinning first, then destroy: a node must not vanish under a running spin."""
+        self.executor.shutdown(timeout_sec=2.0)
+        self._thread.join(timeout=5.0)
+        for node in self.nodes:
+            node.destroy_node()
+        rclpy.shutdown(context=self.context)
+        assert not self.errors, f"a node callback raised: {self.errors!r}"
+
+
+@pytest.fixture
+def probe() -> Iterator[Probe]:
+    p = Probe("sim_test_probe")
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def sut() -> Iterator[Nodes]:
+    n = Nodes()
+    yield n
+    n.close()
+
+
+def _stamp(header: Header) -> tuple[int, int]:
+    return header.stamp.sec, header.stamp.nanosec
+
+
+def test_camera_streams_frames_with_truth_at_fps(probe: Probe, sut: Nodes) -> None:
+    images = probe.collect(Image, "image", image_qos("best_effort", depth=50))
+    truths = probe.collect(SimGroundTruth, "sim/ground_truth", reliable_qos(50))
+    finished = probe.collect(Bool, "/sim_camera/finished", latched_qos())
+    diags = probe.collect(DiagnosticArray, "/diagnostics", 50)
+    arrivals: list[float] = []
+    probe.node.create_subscription(Image, "image", lambda _: arrivals.append(time.monotonic()),
+                                   image_qos("best_effort", depth=50))
+    cam = sut.add(SimCameraNode, **FAST, frame_id="test_frame", image_reliability="reliable")
+
+    wait_for(lambda: finished, 15.0, "the latched ~/finished flag")
+    assert finished[0].data is True and cam.finished
+    total = PER_SCENARIO * SCENARIOS
+    assert cam.frames_sent == total
+    wait_for(lambda: len(truths) >= total - 10 and len(images) >= total - 10, 3.0,
+             "most frames (only those before discovery may be missed)")
+
+    by_stamp = {_stamp(t.header): t for t in truths}
+    world = SyntheticWorld(3, image_size=(128, 96))
+    expected = {f.index: f for f in world.stream(PER_SCENARIO)}
+    for img in images:
+        truth = by_stamp[_stamp(img.header)]  # identical header: same stamp...
+        assert img.header == truth.header and img.header.frame_id == "test_frame"  # ...and id
+        assert (img.width, img.height, img.encoding) == (128, 96, "rgb8")
+        frame = expected[truth.frame_index]
+        assert (truth.class_name, truth.scenario) == (frame.label, frame.scenario)
+        assert np.array_equal(image_to_rgb(img), frame.image)
+
+    order = [s.name for s in world.scenarios]
+    seen = list(dict.fromkeys(t.scenario for t in truths))
+    assert seen == order[-len(seen):] and len(seen) >= SCENARIOS - 1  # advances in order
+    stamps = [t.header.stamp.sec + t.header.stamp.nanosec * 1e-9 for t in truths]
+    period = statistics.median(np.diff(stamps))
+    assert abs(period - 1 / FPS) < 0.3 / FPS, f"stamp period {period:.4f}s at {FPS} fps"
+    rate = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
+    assert 0.6 * FPS < rate < 1.4 * FPS, f"images arrived at {rate:.1f}/s, configured {FPS}"
+
+    status = wait_for(lambda: [s for d in diags for s in d.status
+                               if s.name == "sim_camera: sim camera"], 3.0, "diagnostics")
+    keys = {kv.key for kv in status[-1].values}
+    assert {"frames_sent", "scenario", "fps_configured", "fps_measured"} <= keys
+
+
+def test_camera_loops(probe: Probe, sut: Nodes) -> None:
+    truths = probe.collect(SimGroundTruth, "sim/ground_truth", reliable_qos(50))
+    cam = sut.add(SimCameraNode, fps=60.0, frames_per_scenario=1, loop=True)
+    wait_for(lambda: cam.frames_sent > 3 * SCENARIOS, 10.0, "three passes of the stream")
+    assert not cam.finished and cam.passes >= 3
+    indices = [t.frame_index for t in truths]
+    assert indices.count(0) >= 1 and max(indices) == SCENARIOS - 1
+    assert any(b < a for a, b in itertools.pairwise(indices)), "stream restarted"
+
+
+def test_caregiver_corrects_and_scores(probe: Probe, sut: Nodes) -> None:
+    """Right in even scenarios, wrong (or silent) in odd ones; version 2 from scenario 3 on."""
+    order = [s.name for s in SyntheticWorld(3).scenarios]
+    sent: dict[tuple[int, int], tuple[SimGroundTruth, bool]] = {}
+    images = probe.collect(Image, "image", image_qos("best_effort", depth=50))
+    corrections = probe.collect(LabelCorrection, "corrections", reliable_qos(50))
+    det_pub = probe.publisher(DetectionArray, "detections", reliable_qos(50))
+
+    def perceive(truth: SimGroundTruth) -> None:  # the Probe plays perception
+        pos = order.index(truth.scenario)
+        right = pos % 2 == 0
+        msg = DetectionArray(header=truth.header, model_version=1 if pos < 3 else 2)
+        if right or truth.frame_index % 3:
+            name = truth.class_name if right else f"not_{truth.class_name}"
+            msg.detections = [Detection(class_name="decoy", score=0.1),
+                              Detection(class_name=name, score=0.8)]
+        sent[_stamp(truth.header)] = (truth, right)
+        det_pub.publish(msg)
+
+    probe.node.create_subscription(SimGroundTruth, "sim/ground_truth", perceive,
+                                   reliable_qos(50))
+    giver = sut.add(SimCaregiverNode, seed=5, fraction=0.5, confirm_fraction=1.0,
+                    source="test_giver")
+    wait_for(lambda: det_pub.get_subscription_count() > 0, 5.0, "caregiver subscription")
+    cam = sut.add(SimCameraNode, **FAST, image_reliability="reliable")
+    wait_for(lambda: cam.finished, 15.0, "end of the stream")
+    wait_for(lambda: giver.paired >= len(sent) - 10 and len(sent) >= cam.frames_sent - 10,
+             5.0, "caregiver pairing most frames")
+    time.sleep(0.3)
+
+    image_stamps = {_stamp(i.header) for i in images}
+    replay = Caregiver(0.5, 5, 1.0)
+    expected = {k for k, (t, _) in sent.items()
+                if replay.feedback(t.class_name, t.class_name, key=t.frame_index)}
+    got = {_stamp(c.header) for c in corrections}
+    assert got <= expected and len(got) >= len(expected) - 10
+    assert 0.3 < len(got) / len(sent) < 0.7, "fraction 0.5 roughly respected"
+    first_image = min(image_stamps)  # frames before the image subscription matched are unseen
+    for c in corrections:
+        truth, right = sent[_stamp(c.header)]
+        assert _stamp(c.header) in image_stamps or _stamp(c.header) < first_image
+        assert c.header == truth.header and c.true_class == truth.class_name
+        assert c.confirms is right and c.source == "test_giver" and not c.has_box
+
+    summary = giver.accuracy_summary()
+    assert summary["frames"] == giver.paired
+    for name, tally in summary["per_scenario"].items():
+        assert tally["accuracy"] == (1.0 if order.index(name) % 2 == 0 else 0.0)
+    early = sum(summary["per_scenario"].get(n, {"frames": 0})["frames"] for n in order[:3])
+    assert summary["per_version"][1]["frames"] == early
+    assert [s[0] for s in summary["segments"]] == [n for n in order
+                                                   if n in summary["per_scenario"]]
+    right = sum(t["frames"] for n, t in summary["per_scenario"].items()
+                if order.index(n) % 2 == 0)
+    assert summary["overall"] == pytest.approx(right / summary["frames"])
+
+
+def test_caregiver_pairs_either_order_and_stays_bounded(sut: Nodes, monkeypatch) -> None:
+    giver = SimCaregiverNode(context=sut.context)  # not spun: callbacks called directly
+    sut.nodes.append(giver)
+    header = Header(frame_id="f")
+    header.stamp.sec = 7
+    truth = SimGroundTruth(header=header, class_name="cup", scenario="a", frame_index=1)
+    giver._on_detections(DetectionArray(header=header, model_version=4))
+    giver._on_truth(truth)  # detection first, then its truth
+    giver._on_truth(SimGroundTruth(header=Header(frame_id="g"), class_name="cup"))
+    assert giver.paired == 1 and len(giver._truths) == 1 and not giver._dets
+    assert giver.accuracy_summary()["per_version"][4] == {"frames": 1, "accuracy": 0.0}
+
+    monkeypatch.setattr(sim_caregiver_node, "MAX_PENDING", 5)
+    for i in range(10):
+        h = Header()
+        h.stamp.sec = 100 + i
+        giver._on_detections(DetectionArray(header=h))
+    assert len(giver._dets) == 5 and giver.dropped_detections == 5
+    monkeypatch.setattr(sim_caregiver_node, "PAIR_TIMEOUT_S", -1.0)
+    giver._expire()
+    assert not giver._dets and not giver._truths
+    assert (giver.dropped_detections, giver.dropped_truths) == (10, 1)
+
+
+@pytest.mark.parametrize(("factory", "name", "value"), [
+    (SimCameraNode, "fps", 0.0), (SimCameraNode, "fps", -5.0),
+    (SimCameraNode, "image_reliability", "sometimes"), (SimCameraNode, "fps", 8),
+    (SimCaregiverNode, "fraction", 1.5), (SimCaregiverNode, "confirm_fraction", -0.1)])
+def test_bad_parameters_are_refused_clearly(sut: Nodes, factory: Any, name: str,
+                                            value: Any) -> None:
+    with pytest.raises(ParameterError, match=name):
+        sut.add(factory, **{name: value})
+
+
+def test_read_only_parameters_refused_at_run_time(sut: Nodes) -> None:
+    cam = sut.add(SimCameraNode, fps=20.0, frames_per_scenario=1)
+    assert not cam.set_parameters([Parameter("fps", value=-1.0)])[0].successful
+    assert cam.set_parameters([Parameter("loop", value=True)])[0].successful
+    wait_for(lambda: cam.frames_sent > SCENARIOS + 1, 5.0, "frames after a refused change")
+
+
+@pytest.mark.parametrize("exe", ["sim_camera", "sim_caregiver"])
+def test_executables_exit_cleanly(tmp_path, exe: str) -> None:
+    """Ctrl-C: exit 0 without a traceback; a bad parameter: exit 2 with the reason."""
+    proc = subprocess.Popen([sys.executable, _installed(exe)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    time.sleep(2.5)
+    proc.send_signal(signal.SIGINT)
+    out = proc.communicate(timeout=15)[0]
+    assert proc.returncode == 0 and "Traceback" not in out, out
+    bad = "fps:=0.0" if exe == "sim_camera" else "fraction:=1.5"
+    res = subprocess.run([sys.executable, _installed(exe), "--ros-args", "-p", bad],
+                         capture_output=True, text=True, timeout=30, cwd=tmp_path)
+    assert res.returncode == 2 and "Traceback" not in res.stderr + res.stdout
+    assert bad.split(":=")[0] in res.stderr + res.stdout
