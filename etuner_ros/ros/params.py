@@ -16,6 +16,7 @@ from rcl_interfaces.msg import (
     ParameterDescriptor,
     SetParametersResult,
 )
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
@@ -63,7 +64,10 @@ def declare(node: Node, name: str, default: Any, description: str, *,
             to_value=float(maximum if maximum is not None else 1e300), step=0.0)]
     rules = _rules(node)
     rules[name] = Rule(choices, minimum, maximum)
-    value = node.declare_parameter(name, default, desc).value
+    try:
+        value = node.declare_parameter(name, default, desc).value
+    except (InvalidParameterValueException, InvalidParameterTypeException) as exc:
+        raise ParameterError(f"{node.get_name()}: parameter {name!r}: {exc}") from None
     reason = rules[name].check(name, value)
     if reason:
         raise ParameterError(f"{node.get_name()}: {reason}")
