@@ -26,7 +26,8 @@ from etuner_ros.srv import SwapWeights
 from harness import Bringup, Probe, wait_for
 
 CLASSES = ["cup", "book", "bottle"]
-COLOURS = {"cup": (220, 40, 40), "book": (40, 200, 40), "bottle": (40, 40, 220)}
+COLOURS = {"cup": (220, 40, 40), "book": (40, 200, 40), "bottle": (40, 40, 220),
+           "walker": (230, 230, 30)}
 ARCH = "mobilenet_v3_small"
 
 
@@ -163,6 +164,22 @@ def test_force_tune_gives_round_checkpoint_swap_and_new_version(system):
     det = wait_for(lambda: dets_for(system, stamp), 20, "detections after the swap")[0]
     assert det.model_version == info.version
     assert wait_for(lambda: system["status"][-1].rounds_done >= 1, 10, "rounds_done >= 1")
+
+
+def test_a_new_class_grows_the_head_and_the_checkpoint_carries_it(system):
+    probe = system["probe"]
+    before = store(system).count_labelled()
+    for _ in range(8):
+        publish(system, "walker", correct="walker")
+    wait_for(lambda: store(system).count_labelled() >= before + 8, 30, "8 walker samples")
+    version = system["info"][-1].version
+    res = probe.call(Trigger, "tuner/force_tune", Trigger.Request())
+    assert res.success, res.message
+    info = wait_for(lambda: [i for i in system["info"] if i.version > version], 120,
+                    "model_info after the round with a new class")[-1]
+    assert list(info.class_names) == [*CLASSES, "walker"]
+    from etuner_ros.core.checkpoint import load_checkpoint
+    assert load_checkpoint(info.checkpoint_path).class_names == [*CLASSES, "walker"]
 
 
 def test_bad_swaps_fail_cleanly_and_old_version_keeps_serving(system):
