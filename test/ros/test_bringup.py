@@ -1,0 +1,63 @@
+"""bringup's arguments become the same parameters and remaps the launch file gives the nodes."""
+
+from __future__ import annotations
+
+import rclpy
+import yaml
+
+from etuner_ros.bringup import default_config, override_args, parser, ros_args
+from etuner_ros.ros.params import ParameterError
+
+
+def test_overrides_go_to_node_specific_sections_and_skip_empty_values():
+    args = override_args({"perception": {"checkpoint": "/m.pt"}, "tuner": {"policy": ""},
+                          "**": {"data_dir": "/d"}})
+    assert args[0] == "--params-file"
+    with open(args[1]) as f:
+        doc = yaml.safe_load(f)
+    assert doc == {"/**/perception": {"ros__parameters": {"checkpoint": "/m.pt"}},
+                   "/**": {"ros__parameters": {"data_dir": "/d"}}}
+    assert override_args({"tuner": {"policy": ""}}) == []
+
+
+def test_ros_args_remap_the_image_topic_and_use_the_installed_config():
+    opts = parser().parse_args(["--image-topic", "/camera/color/image_raw", "--policy", "etuner"])
+    args = ros_args(opts)
+    assert args[:3] == ["--ros-args", "--params-file", str(default_config())]
+    assert default_config().exists()
+    assert "image:=/camera/color/image_raw" in args
+
+
+def test_config_file_values_reach_the_nodes_and_overrides_win(tmp_path):
+    ctx = rclpy.Context()
+    opts = parser().parse_args(["--policy", "lazytune", "--data-dir", str(tmp_path)])
+    rclpy.init(context=ctx, args=["bringup", *ros_args(opts)])
+    try:
+        from etuner_ros.nodes.tuner_node import TunerNode
+
+        node = TunerNode(context=ctx, namespace="ns")
+        try:
+            assert node.get_parameter("policy").value == "lazytune"
+            assert node.get_parameter("data_dir").value == str(tmp_path)
+            assert node.get_parameter("poll_period_s").value == 1.0  # from config/etuner.yaml
+        finally:
+            node.destroy_node()
+    finally:
+        rclpy.shutdown(context=ctx)
+
+
+def test_missing_checkpoint_is_a_clear_error_not_a_crash(tmp_path):
+    ctx = rclpy.Context()
+    opts = parser().parse_args(["--data-dir", str(tmp_path)])
+    rclpy.init(context=ctx, args=["bringup", *ros_args(opts)])
+    try:
+        from etuner_ros.nodes.perception_node import PerceptionNode
+
+        try:
+            PerceptionNode(context=ctx)
+        except ParameterError as exc:
+            assert "checkpoint" in str(exc)
+        else:
+            raise AssertionError("an empty checkpoint must be refused")
+    finally:
+        rclpy.shutdown(context=ctx)
