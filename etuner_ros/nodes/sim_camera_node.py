@@ -28,6 +28,9 @@ from etuner_ros.ros.params import ParameterError, declare
 from etuner_ros.ros.qos import RELIABILITY_CHOICES, image_qos, latched_qos, reliable_qos
 from etuner_ros.sim.world import SyntheticWorld
 
+# Diagnostics packs the level with bytes([level]): hand it ints, not the msg's bytes constants.
+_OK = OK[0] if isinstance(OK, bytes) else int(OK)
+
 
 class SimCameraNode(Node):
     """Streams SyntheticWorld frames at ``fps``; see the module docstring for the contract."""
@@ -135,7 +138,7 @@ class SimCameraNode(Node):
 
     def _check(self) -> tuple[int, str, dict[str, Any]]:
         state = "finished" if self.finished else f"streaming {self.scenario or '-'}"
-        return OK, state, {"frames_sent": self.frames_sent, "scenario": self.scenario,
+        return _OK, state, {"frames_sent": self.frames_sent, "scenario": self.scenario,
                            "fps_configured": self.fps, "fps_measured": self.measured_fps(),
                            "pass": self.passes}
 
