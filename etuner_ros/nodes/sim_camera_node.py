@@ -3,15 +3,19 @@
 Publishes ``image`` (sensor_msgs/Image rgb8, camera QoS) and ``sim/ground_truth``
 (etuner_ros/SimGroundTruth, reliable) with the very same header, so the simulated caregiver and the
 demo can pair truth, frame and detection by stamp exactly as a real caregiver UI would. Frames are
-sent from a fixed-period timer, so the rate is steady whatever the subscribers do. At the end of
-the stream it either starts again (``loop``) or stops and latches ``~/finished`` = true.
+sent from a fixed-period timer, so the rate is steady whatever the subscribers do; a thread renders
+ahead, because the world renders a whole scenario at once (~0.2 s for 120 frames), which would
+stall the timer at every scenario change. At the end of the stream it either starts again
+(``loop``) or stops and latches ``~/finished`` = true.
 """
 
 from __future__ import annotations
 
+import math
+import queue
+import threading
 import time
 from collections import deque
-from collections.abc import Iterator
 from typing import Any
 
 import rclpy
@@ -32,10 +36,15 @@ from etuner_ros.sim.world import SyntheticWorld
 _OK = OK[0] if isinstance(OK, bytes) else int(OK)
 
 
+_END = object()  # queued after the last frame when not looping
+
+
 class SimCameraNode(Node):
     """Streams SyntheticWorld frames at ``fps``; see the module docstring for the contract."""
 
     def __init__(self, **kwargs: Any) -> None:
+        self._stop = threading.Event()  # before Node.__init__: destroy_node() may run early
+        self._producer: threading.Thread | None = None
         super().__init__("sim_camera", **kwargs)
         try:
             self._declare_parameters()
@@ -48,8 +57,10 @@ class SimCameraNode(Node):
 
         self.world = SyntheticWorld(self.seed, image_size=(self.width, self.height))
         self._scenario_names = [_name(s) for s in getattr(self.world, "scenarios", [])]
-        self._stream: Iterator[Any] = self.world.stream(self.frames_per_scenario)
+        # About half a second of frames: covers a scenario's render, bounds memory.
+        self._frames: queue.Queue = queue.Queue(maxsize=min(64, math.ceil(self.fps / 2) + 1))
         self.frames_sent = 0
+        self.late_ticks = 0  # periods with no frame ready (renderer behind)
         self.passes = 1  # how many times the stream was started (grows with loop)
         self.scenario = ""
         self.finished = False
@@ -62,6 +73,9 @@ class SimCameraNode(Node):
         self.finished_pub = self.create_publisher(Bool, "~/finished", latched_qos())
         self._timer = self.create_timer(1.0 / self.fps, self._tick)
         self._diag = Diagnostics(self, "sim camera", self._check)
+        self._producer = threading.Thread(target=self._produce, name="sim_camera_render",
+                                          daemon=True)
+        self._producer.start()
         self.get_logger().info(
             f"streaming {self.width}x{self.height} at {self.fps:g} fps, "
             f"{self.frames_per_scenario} frames per scenario, "
@@ -87,23 +101,37 @@ class SimCameraNode(Node):
             self, "image_reliability", "best_effort", "QoS reliability of the image publisher",
             choices=RELIABILITY_CHOICES, read_only=True))
 
-    def _next_frame(self) -> Any | None:
-        """The next frame; at the end, restart (loop) or return None."""
-        try:
-            return next(self._stream)
-        except StopIteration:
+    def _produce(self) -> None:
+        """Render frames into the bounded queue; at the end, loop or queue the end marker."""
+        while True:
+            for frame in self.world.stream(self.frames_per_scenario):
+                if not self._put(frame):
+                    return
             if not self.get_parameter("loop").value:
-                return None
+                self._put(_END)
+                return
             self.passes += 1
             self.get_logger().info(f"stream ended; looping (pass {self.passes})")
-            self._stream = self.world.stream(self.frames_per_scenario)
-            return next(self._stream, None)
+
+    def _put(self, item: Any) -> bool:
+        """Block until there is room (False when the node is being destroyed)."""
+        while not self._stop.is_set():
+            try:
+                self._frames.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
 
     def _tick(self) -> None:
         if self.finished:
             return
-        frame = self._next_frame()
-        if frame is None:
+        try:
+            frame = self._frames.get_nowait()
+        except queue.Empty:  # skip the period rather than block the executor
+            self.late_ticks += int(self.frames_sent > 0)
+            return
+        if frame is _END:
             self._finish()
             return
         scenario = _name(frame.scenario)
@@ -140,7 +168,14 @@ class SimCameraNode(Node):
         state = "finished" if self.finished else f"streaming {self.scenario or '-'}"
         return _OK, state, {"frames_sent": self.frames_sent, "scenario": self.scenario,
                            "fps_configured": self.fps, "fps_measured": self.measured_fps(),
-                           "pass": self.passes}
+                           "pass": self.passes, "late_ticks": self.late_ticks}
+
+    def destroy_node(self) -> None:
+        """Stop the render thread too, so nothing renders for a node that is gone."""
+        self._stop.set()
+        if self._producer is not None:
+            self._producer.join(timeout=2.0)
+        super().destroy_node()
 
 
 def _name(scenario: Any) -> str:
