@@ -26,14 +26,14 @@ from etuner_ros.core.tuner import TunerConfig
 
 
 def quick_config(seed: int) -> BenchConfig:
-    """Tiny everything: a smoke run in well under a minute."""
-    train = TrainConfig(epochs=1, replay_size=16, max_pseudo=8, seed=seed)
-    return BenchConfig(seed=seed, frames_per_scenario=16, fps=4.0, label_fraction=0.5,
-                       pretrain_frames=96, pretrain_epochs=1,
+    """Tiny everything (32 px, 8 frames per scenario, 1 epoch): a smoke run for tests."""
+    train = TrainConfig(epochs=1, replay_size=8, max_pseudo=4, val_size=16, seed=seed)
+    return BenchConfig(seed=seed, frames_per_scenario=8, fps=4.0, label_fraction=0.5,
+                       input_size=32, pretrain_frames=48, pretrain_epochs=1,
                        tuner=TunerConfig(train=train),
-                       policy_params={"periodic": {"period_s": 8.0},
-                                      "lazytune": {"batch_labels": 8, "max_wait_s": 10.0},
-                                      "etuner": {"batch_labels": 8, "max_wait_s": 10.0}})
+                       policy_params={"periodic": {"period_s": 6.0},
+                                      "lazytune": {"batch_labels": 6, "max_wait_s": 6.0},
+                                      "etuner": {"batch_labels": 6, "max_wait_s": 6.0}})
 
 
 def build(args: argparse.Namespace, cfg: BenchConfig):

@@ -40,7 +40,7 @@ class BenchConfig:
     unlabelled_every: int = 4        # every n-th unlabelled frame goes to the unlabelled pool
     arch: str = "mobilenet_v3_small"
     input_size: int = 64
-    torch_threads: int = 2
+    torch_threads: int = 1            # one thread: OpenMP spin-waits ruin timings on a shared CPU
     policies: tuple[str, ...] = POLICY_NAMES
     policy_params: dict = field(default_factory=lambda: {"periodic": {"period_s": 30.0}})
     tuner: TunerConfig = field(default_factory=TunerConfig)

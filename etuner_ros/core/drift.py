@@ -74,7 +74,7 @@ class DriftDetector:
         if feats.ndim == 1:
             feats = feats[None, :]
         cfg = self.config
-        for f in feats.reshape(feats.shape[0], -1):
+        for f in feats.reshape(feats.shape[0], -1) if feats.size else ():
             self.updates += 1
             if self._cooldown > 0:
                 self._cooldown -= 1

@@ -48,6 +48,7 @@ class TrainConfig:
     max_pseudo: int = 48            # pseudo-labels per round, most confident first
     early_stop_loss: float = 0.08   # stop epochs once the mean training loss is below this
     bn_eval: bool = True            # keep BatchNorm statistics fixed: tiny batches would skew them
+    clip_grad_norm: float = 2.0     # without BN updates a bad batch can blow the weights up
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -194,6 +195,8 @@ def train_round(current: ModelBundle, class_names: Sequence[str], x: torch.Tenso
                 loss = (loss_fn(back(z[idx]), y[idx]) * bw).sum() / bw.sum().clamp_min(1e-8)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                if cfg.clip_grad_norm > 0:
+                    nn.utils.clip_grad_norm_(params, cfg.clip_grad_norm)
                 opt.step()
                 total += float(loss.detach()) * float(bw.sum())
                 weight += float(bw.sum())

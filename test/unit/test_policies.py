@@ -1,0 +1,91 @@
+"""Policy rules: each fires on its own evidence, and every decision says why."""
+
+from __future__ import annotations
+
+import pytest
+
+from etuner_ros.core.policies import POLICY_NAMES, Observation, make_policy
+
+
+def obs(**kw) -> Observation:
+    base = dict(now=100.0, pending_labels=10, new_labels_since_decide=2,
+                seconds_since_last_round=20.0, seconds_since_oldest_pending=10.0,
+                inference_fps=8.0, recent_accuracy=0.95, change_score=0.5,
+                change_detected=False)
+    base.update(kw)
+    return Observation(**base)
+
+
+def test_registry_builds_every_policy_and_rejects_unknown():
+    assert set(POLICY_NAMES) == {"none", "immediate", "periodic", "lazytune", "simfreeze",
+                                 "etuner"}
+    for name in POLICY_NAMES:
+        p = make_policy(name)
+        assert p.name == name
+        assert p.decide(obs()).reason
+    with pytest.raises(ValueError, match="unknown policy"):
+        make_policy("sometimes")
+    with pytest.raises(ValueError, match="bad parameters"):
+        make_policy("periodic", nonsense=1)
+
+
+def test_flags():
+    assert make_policy("etuner").uses_simfreeze and make_policy("etuner").uses_semi_supervised
+    assert make_policy("simfreeze").uses_simfreeze
+    assert not make_policy("simfreeze").uses_semi_supervised
+    assert not make_policy("lazytune").uses_simfreeze
+    assert not make_policy("immediate").uses_drift
+
+
+def test_none_never_and_immediate_always():
+    assert not make_policy("none").decide(obs(pending_labels=500)).tune
+    assert make_policy("immediate").decide(obs(pending_labels=1)).tune
+    assert not make_policy("immediate").decide(obs(pending_labels=0)).tune
+
+
+def test_periodic_waits_for_its_period():
+    p = make_policy("periodic", period_s=30)
+    assert not p.decide(obs(seconds_since_last_round=10)).tune
+    assert p.decide(obs(seconds_since_last_round=31)).tune
+
+
+@pytest.mark.parametrize("name", ["lazytune", "etuner"])
+def test_stable_accurate_model_defers(name):
+    d = make_policy(name).decide(obs(pending_labels=10))
+    assert not d.tune and d.reason.startswith("defer")
+    assert "10/" in d.reason
+
+
+@pytest.mark.parametrize("name", ["lazytune", "etuner"])
+def test_scenario_change_tunes_soon_and_unfreezes(name):
+    p = make_policy(name)
+    d = p.decide(obs(pending_labels=p.min_labels, change_detected=True, change_score=7.0))
+    assert d.tune and d.unfreeze and "scenario change" in d.reason
+    # ... but not on too few labels to learn from
+    assert not p.decide(obs(pending_labels=p.min_labels - 1, change_detected=True)).tune
+
+
+def test_staleness_bound_forces_a_round():
+    p = make_policy("lazytune", max_wait_s=90)
+    d = p.decide(obs(pending_labels=1, seconds_since_oldest_pending=95))
+    assert d.tune and "staleness" in d.reason
+    assert not p.decide(obs(pending_labels=1, seconds_since_oldest_pending=80)).tune
+
+
+def test_accuracy_drop_tunes():
+    p = make_policy("lazytune", acc_threshold=0.6)
+    assert p.decide(obs(recent_accuracy=0.3)).tune
+    assert not p.decide(obs(recent_accuracy=0.8)).tune
+
+
+def test_enough_labels_and_inference_intensity():
+    p = make_policy("lazytune", batch_labels=40, fps_ref=8.0)
+    assert p.decide(obs(pending_labels=40)).tune
+    assert p.target(16.0) < p.target(8.0) < p.target(2.0)  # busier robot: merge less
+    assert p.decide(obs(pending_labels=25, inference_fps=16.0)).tune
+    assert not p.decide(obs(pending_labels=25, inference_fps=8.0)).tune
+
+
+def test_simfreeze_policy_unfreezes_on_change():
+    d = make_policy("simfreeze").decide(obs(change_detected=True, change_score=9.0))
+    assert d.tune and d.unfreeze

@@ -1,0 +1,60 @@
+"""SimFreeze: unchanged groups freeze front to back (never the head), a changing group stops the
+prefix, unfreeze_all thaws."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from etuner_ros.core.simfreeze import SimFreeze, SimFreezeConfig
+
+torch.set_num_threads(1)  # shared CPU: one thread is faster and steadier
+
+NAMES = ["g0", "g1", "g2", "head"]
+
+
+def outs(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(16, 4, 3, 3, generator=g) for _ in range(3)]
+
+
+def test_identical_representations_freeze_all_but_head():
+    sf = SimFreeze(NAMES, SimFreezeConfig(threshold=0.99, patience=1))
+    o = outs()
+    assert sf.check(o) == 0  # first check only records
+    assert sf.check([t.clone() for t in o]) == 3
+    assert sf.frozen_groups == ["g0", "g1", "g2"] and "head" not in sf.frozen_groups
+
+
+def test_patience_counts_consecutive_checks():
+    sf = SimFreeze(NAMES, SimFreezeConfig(threshold=0.99, patience=2))
+    o = outs()
+    sf.check(o)
+    assert sf.check(o) == 0
+    assert sf.check(o) == 3
+
+
+def test_changing_group_blocks_the_groups_behind_it():
+    sf = SimFreeze(NAMES, SimFreezeConfig(threshold=0.99, patience=1))
+    a = outs(0)
+    sf.check(a)
+    b = [a[0].clone(), outs(7)[1], a[2].clone()]  # g1 changed completely
+    assert sf.check(b) == 1
+    assert sf.frozen_groups == ["g0"]
+
+
+def test_unfreeze_all_thaws_and_requires_new_evidence():
+    sf = SimFreeze(NAMES, SimFreezeConfig(threshold=0.99, patience=1))
+    o = outs()
+    sf.check(o)
+    sf.check(o)
+    assert sf.frozen_prefix == 3
+    sf.unfreeze_all()
+    assert sf.frozen_prefix == 0 and sf.frozen_groups == []
+    assert sf.check(o) == 3  # stable again at the next check
+
+
+def test_wrong_number_of_outputs_raises():
+    sf = SimFreeze(NAMES)
+    with pytest.raises(ValueError):
+        sf.check(outs()[:2])
