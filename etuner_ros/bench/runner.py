@@ -31,7 +31,7 @@ class BenchConfig:
     """Benchmark defaults in one place."""
 
     seed: int = 0
-    frames_per_scenario: int = 240
+    frames_per_scenario: int = 200
     fps: float = 8.0                 # stream clock: frame i at i / fps seconds
     label_fraction: float = 0.25     # share of frames the caregiver looks at
     confirm_fraction: float = 0.5    # share of correct predictions it confirms
@@ -149,7 +149,10 @@ def run_policy(name: str, stream, start: ModelBundle, cfg: BenchConfig,
                        "n_labels": r.n_labels, "n_replay": r.n_replay, "n_pseudo": r.n_pseudo,
                        "frozen": len(r.frozen_groups), "epochs": r.epochs_run,
                        "val": r.val_accuracy, "base_val": r.baseline_val_accuracy,
-                       "why": decision.reason})
+                       "why": decision.reason,
+                       "cka": [None if c is None else round(c, 4)
+                               for c in tuner.simfreeze.last_cka]
+                       if policy.uses_simfreeze else None})
         if r.accepted:
             swap = (busy_until, r.candidate)
         if log:

@@ -25,8 +25,8 @@ from etuner_ros.core.cka import linear_cka
 class SimFreezeConfig:
     """Defaults in one place."""
 
-    threshold: float = 0.985  # CKA at/above which a group counts as unchanged since last check
-    patience: int = 1         # consecutive stable checks before a group may freeze
+    threshold: float = 0.995  # CKA at/above which a group counts as unchanged since last check
+    patience: int = 2         # consecutive stable checks before a group may freeze
     probe_size: int = 32      # images in the fixed probe batch
 
 

@@ -314,6 +314,11 @@ class ContinualTuner:
                         self._replay[j] = it
             self.rounds_done += 1
             self._last_round_end = now + duration
+            if self.drift.changed and not out.accepted:
+                # The round handled the change even though the serving model stays: the
+                # current frames (seen by that model) are the new normal, or every poll
+                # would start another round for the same change.
+                self.drift.reset_reference(self.drift.recent_features())
             self.last_round = {"duration_s": duration, "accepted": out.accepted,
                                "val_accuracy": out.val_accuracy,
                                "baseline_val_accuracy": out.baseline_val_accuracy,

@@ -8,7 +8,7 @@ Rule (our design; checked in this order, the first that fires wins):
 3. *scenario change* (drift detector) and at least ``min_labels`` (6) pending -> tune now and
    unfreeze: the home changed, the model is stale for everything it sees.
 4. *accuracy drop*: the deployed model's accuracy on recent corrections+confirmations is below
-   ``acc_threshold`` (0.6; the caregiver corrects errors more than it confirms successes, so
+   ``acc_threshold`` (0.5; the caregiver corrects errors more than it confirms successes, so
    this ratio reads lower than true accuracy) and ``min_labels`` pending -> tune.
 5. *enough data*: pending >= target, where target = ``batch_labels`` (48) scaled by
    ``fps_ref / fps`` (8 fps) and clipped to [``min_labels``, ``max_labels``]: the more frames
@@ -26,7 +26,7 @@ class LazyTunePolicy(Policy):
     uses_drift = True
 
     def __init__(self, max_wait_s: float = 90.0, min_labels: int = 6, batch_labels: int = 48,
-                 max_labels: int = 160, acc_threshold: float = 0.6, fps_ref: float = 8.0) -> None:
+                 max_labels: int = 160, acc_threshold: float = 0.5, fps_ref: float = 8.0) -> None:
         if max_wait_s <= 0 or min_labels < 1 or batch_labels < 1 or fps_ref <= 0:
             raise ValueError("lazytune: max_wait_s, fps_ref > 0; min_labels, batch_labels >= 1")
         self.max_wait_s = float(max_wait_s)
