@@ -1,7 +1,8 @@
 """SimFreeze: freeze layer groups whose representation has stopped changing.
 
 Rule (our design): a fixed probe batch (the first ``probe_size`` labelled frames the tuner sees)
-is pushed through the model at every check (before the first round, then after every round).
+is pushed through the model at every check (before the first round, then after a round once
+``check_every`` sample-passes were trained since the last check).
 For each layer group ``i`` except the head we compute ``linear_cka(out_i(now), out_i(last
 check))``; a group is *stable* after ``patience`` consecutive checks at or above ``threshold``.
 The frozen prefix is the longest run of stable groups from the front (a frozen group needs its
@@ -28,6 +29,8 @@ class SimFreezeConfig:
     threshold: float = 0.995  # CKA at/above which a group counts as unchanged since last check
     patience: int = 2         # consecutive stable checks before a group may freeze
     probe_size: int = 32      # images in the fixed probe batch
+    check_every: int = 256    # trained sample-passes between checks: a check after a tiny
+    #                           round would see "no change" because too little training happened
 
 
 class SimFreeze:

@@ -107,6 +107,7 @@ class ContinualTuner:
         self.simfreeze = SimFreeze(groups, self.config.simfreeze)
         self._probe: list[torch.Tensor] = []
         self._unfreeze_next = False
+        self._trained_since_check = 0
         self._fps = 0.0
         self._last_round_end: float | None = None
         self._new_since_decide = 0
@@ -287,7 +288,10 @@ class ContinualTuner:
                 out = train_round(current, names, x, y, w, vx, vy, frozen, cfg, progress,
                                   candidate=cand)
                 flops += out.train_flops
-                if use_sf and out.accepted and self.simfreeze.probe is not None:
+                self._trained_since_check += out.n_train * out.epochs_run
+                if use_sf and out.accepted and self.simfreeze.probe is not None and \
+                        self._trained_since_check >= self.config.simfreeze.check_every:
+                    self._trained_since_check = 0
                     self.simfreeze.check(self._group_outputs(out.candidate,
                                                              self.simfreeze.probe))
                     flops += self.simfreeze.probe.shape[0] * sum(gf[:-1])
