@@ -5,9 +5,12 @@ _etuner_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 _etuner_venv=${ETUNER_VENV:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/etuner_ros/venv}
 export PATH="$_etuner_venv/bin:$PATH"
 export AMENT_PREFIX_PATH="$_etuner_venv${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
+# colcon's setup scripts read unset variables: source them without nounset, then restore it.
+case $- in *u*) _etuner_nounset=1; set +u ;; *) _etuner_nounset= ;; esac
 # shellcheck disable=SC1091
 . "$_etuner_root/install/local_setup.bash"
+[ -n "$_etuner_nounset" ] && set -u
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
 export ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-$(( ($$ % 100) + 100 ))}
 export PYTHONUNBUFFERED=1
-unset _etuner_root _etuner_venv
+unset _etuner_root _etuner_venv _etuner_nounset
