@@ -1,0 +1,92 @@
+"""The README's node table and config/etuner.yaml say what the nodes really do.
+
+Documentation that drifts from the code (topic names, parameters) is a known fault of ROS
+packages; these tests build every node and compare its real topics, services and declared
+parameters with the README and the shipped YAML.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import rclpy
+import torch
+import yaml
+
+from etuner_ros.bringup import default_config, parser, ros_args
+from etuner_ros.core.checkpoint import save_checkpoint
+from etuner_ros.core.model import ModelBundle, build_model
+
+REPO = Path(__file__).resolve().parents[2]
+IGNORED = {"/rosout", "/parameter_events", "/diagnostics"}
+
+
+@pytest.fixture(scope="module")
+def nodes(tmp_path_factory):
+    d = tmp_path_factory.mktemp("docs")
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(d / "m.pt", ModelBundle(build_model("mobilenet_v3_small", 2),
+                                                    "mobilenet_v3_small", ["a", "b"], 1, 32))
+    ctx = rclpy.Context()
+    opts = parser().parse_args(["--checkpoint", str(ckpt), "--data-dir", str(d)])
+    rclpy.init(context=ctx, args=["test", *ros_args(opts)])
+    from etuner_ros.nodes.label_collector_node import LabelCollectorNode
+    from etuner_ros.nodes.perception_node import PerceptionNode
+    from etuner_ros.nodes.sim_camera_node import SimCameraNode
+    from etuner_ros.nodes.sim_caregiver_node import SimCaregiverNode
+    from etuner_ros.nodes.tuner_node import TunerNode
+
+    built = [cls(context=ctx) for cls in (PerceptionNode, LabelCollectorNode, TunerNode,
+                                          SimCameraNode, SimCaregiverNode)]
+    yield {n.get_name(): n for n in built}
+    for n in built:
+        n.destroy_node()
+    rclpy.shutdown(context=ctx)
+
+
+def _relative(name: str, node) -> str:
+    """/perception/swap_weights -> ~/swap_weights; /detections -> detections."""
+    private = f"/{node.get_name()}/"
+    if name.startswith(private):
+        return "~/" + name[len(private):]
+    return name.lstrip("/")
+
+
+def _readme_rows() -> dict[str, str]:
+    rows = {}
+    for line in (REPO / "README.md").read_text().splitlines():
+        m = re.match(r"\|\s*`([a-z_]+)`\s*\|", line)
+        if m:
+            rows[m.group(1)] = line
+    return rows
+
+
+def test_readme_lists_every_topic_and_service_of_every_node(nodes):
+    rows = _readme_rows()
+    for name, node in nodes.items():
+        assert name in rows, f"README's node table has no row for {name}"
+        names = ({p.topic_name for p in node.publishers}
+                 | {s.topic_name for s in node.subscriptions}
+                 | {s.srv_name for s in node.services})
+        for full in sorted(names - IGNORED):
+            last = full.split("/")[-1]
+            if "parameter" in last or last == "get_type_description":
+                continue  # rclpy's own services on every node
+            rel = _relative(full, node)
+            assert f"`{rel}`" in rows[name], f"README row of {name} lacks `{rel}` ({full})"
+
+
+def test_config_yaml_sections_match_declared_parameters(nodes):
+    doc = yaml.safe_load(default_config().read_text())
+    shared = set(doc.get("/**", {}).get("ros__parameters", {}))
+    for name, node in nodes.items():
+        section = doc.get(f"/**/{name}")
+        assert section, f"config/etuner.yaml has no /**/{name} section"
+        in_yaml = set(section["ros__parameters"]) | (shared & set(node._parameters))
+        declared = set(node._parameters) - {"use_sim_time", "start_type_description_service"}
+        assert in_yaml == declared, (f"{name}: only in YAML {sorted(in_yaml - declared)}, "
+                                     f"only declared {sorted(declared - in_yaml)}")
+        for p in declared:
+            assert node.describe_parameter(p).description, f"{name}.{p} has no description"
