@@ -86,9 +86,13 @@ def save_checkpoint(path: str | os.PathLike[str], bundle: ModelBundle,
     return path
 
 
-def _one_line(exc: BaseException) -> str:
+def _one_line(exc: BaseException, limit: int = 160) -> str:
+    """First line of an exception, capped: torch's unpickling errors run to paragraphs."""
     text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+    first = text[0] if text else ""
+    if len(first) > limit:
+        first = first[:limit].rsplit(" ", 1)[0] + " ..."
+    return f"{type(exc).__name__}: {first}".rstrip(": ")
 
 
 def _fail(path: Path, why: str) -> CheckpointError:

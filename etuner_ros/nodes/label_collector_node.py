@@ -28,6 +28,8 @@ from etuner_ros.ros.image import ImageConversionError, image_to_rgb
 from etuner_ros.ros.params import ParameterError, declare
 from etuner_ros.ros.qos import RELIABILITY_CHOICES, image_qos, reliable_qos
 
+PREDICTION_WAIT_S = 0.5  # how long a paired correction waits for its frame's detections
+
 
 def stamp_ns(stamp) -> int:
     """builtin_interfaces/Time -> integer nanoseconds, the pairing key."""
@@ -115,7 +117,7 @@ class LabelCollectorNode(Node):
         if not msg.true_class.strip():
             self._reject(msg, "empty true_class")
             return
-        if not self._try_store(msg):
+        if not self._try_store(msg, waited=0.0):
             with self._lock:
                 oldest = next(iter(self._frames)) if self._frames else None
             if oldest is not None and stamp_ns(msg.header.stamp) < oldest:
@@ -127,7 +129,7 @@ class LabelCollectorNode(Node):
     def _retry_waiting(self) -> None:
         now, still = time.monotonic(), []
         for t, msg in self._waiting:
-            if self._try_store(msg):
+            if self._try_store(msg, waited=now - t):
                 continue
             if now - t >= self.timeout_s:
                 self._reject(msg, f"no frame with this stamp within {self.timeout_s:.1f} s "
@@ -137,12 +139,16 @@ class LabelCollectorNode(Node):
         self._waiting = still
 
     # --- pairing and storage -------------------------------------------------------------
-    def _try_store(self, msg: LabelCorrection) -> bool:
+    def _try_store(self, msg: LabelCorrection, waited: float) -> bool:
+        """Store if the frame is cached. A correction that overtook the frame's detections
+        waits briefly for them, so the sample records the prediction it corrected."""
         key = stamp_ns(msg.header.stamp)
         with self._lock:
             frame = self._frames.get(key)
             predicted, version = self._predictions.get(key, (None, None))
         if frame is None:
+            return False
+        if predicted is None and waited < min(PREDICTION_WAIT_S, self.timeout_s):
             return False
         try:
             image = image_to_rgb(frame)

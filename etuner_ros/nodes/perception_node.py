@@ -20,7 +20,7 @@ import rclpy
 import torch
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import Image, RegionOfInterest
 
 from etuner_ros.core.checkpoint import CheckpointError, load_checkpoint
@@ -33,7 +33,7 @@ from etuner_ros.ros.qos import RELIABILITY_CHOICES, image_qos, latched_qos, reli
 from etuner_ros.srv import SwapWeights
 
 
-class PerceptionNode(Node):
+class PerceptionNode(LifecycleNode):
     """Serves one classifier; see the module docstring for the contract."""
 
     def __init__(self, **kwargs) -> None:
@@ -55,17 +55,17 @@ class PerceptionNode(Node):
                           minimum=1, maximum=64, read_only=True)
         torch.set_num_threads(int(threads))
 
+        self.autostart = declare(self, "autostart", True,
+                                 "configure and activate at start-up (false: wait for a "
+                                 "lifecycle manager)", read_only=True)
         if not ckpt:
             raise ParameterError(
                 "perception: parameter 'checkpoint' is empty; give the starting model, e.g. one "
                 "made by `python -m etuner_ros.sim.pretrain`")
-        try:
-            bundle = load_checkpoint(Path(ckpt).expanduser(), expected_arch=self.arch)
-        except CheckpointError as exc:
-            raise ParameterError(f"perception: cannot load checkpoint: {exc}") from exc
-
-        self._bundle: ModelBundle = bundle
-        self._bundle_path = str(Path(ckpt).expanduser())
+        self._ckpt = str(Path(ckpt).expanduser())
+        self._qos = image_qos(reliability, int(depth))
+        self._bundle: ModelBundle | None = None
+        self._bundle_path = ""
         self._swap_lock = threading.Lock()  # one swap at a time; inference never takes it
         self._stats_lock = threading.Lock()
         self.frames = 0
@@ -75,24 +75,72 @@ class PerceptionNode(Node):
         self.last_error = ""
         self._latency = deque(maxlen=50)
         self._stamps = deque(maxlen=50)
-
-        self.det_pub = self.create_publisher(DetectionArray, "detections", reliable_qos())
-        self.ann_pub = self.create_publisher(Image, "detections/image", reliable_qos(2))
-        self.info_pub = self.create_publisher(ModelInfo, "model_info", latched_qos())
-        self.create_subscription(Image, "image", self._on_image,
-                                 image_qos(reliability, int(depth)),
-                                 callback_group=MutuallyExclusiveCallbackGroup())
-        self.create_service(SwapWeights, "~/swap_weights", self._on_swap,
-                            callback_group=MutuallyExclusiveCallbackGroup())
+        self._sub = None
+        self._srv = None
         Diagnostics(self, "inference", self._diagnose)
-        self._publish_info()
+        if self.autostart:
+            if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+                raise ParameterError(f"perception: cannot configure: {self.last_error}")
+            self.trigger_activate()
+
+    # --- lifecycle -----------------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Load the starting model and create the outputs and the swap service."""
+        try:
+            bundle = load_checkpoint(self._ckpt, expected_arch=self.arch)
+        except CheckpointError as exc:
+            self.last_error = str(exc)
+            self.get_logger().error(f"cannot load checkpoint: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        self._bundle, self._bundle_path = bundle, self._ckpt
+        self.det_pub = self.create_lifecycle_publisher(DetectionArray, "detections",
+                                                       reliable_qos())
+        self.ann_pub = self.create_lifecycle_publisher(Image, "detections/image",
+                                                       reliable_qos(2))
+        self.info_pub = self.create_lifecycle_publisher(ModelInfo, "model_info", latched_qos())
+        self._srv = self.create_service(SwapWeights, "~/swap_weights", self._on_swap,
+                                        callback_group=MutuallyExclusiveCallbackGroup())
         self.get_logger().info(
-            f"serving {self.arch} v{bundle.version} ({len(bundle.class_names)} classes) "
-            f"from {self._bundle_path}")
+            f"configured: {self.arch} v{bundle.version} ({len(bundle.class_names)} classes) "
+            f"from {self._ckpt}")
+        return super().on_configure(state)
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Start serving: subscribe to the camera and announce the model."""
+        ret = super().on_activate(state)
+        self._sub = self.create_subscription(Image, "image", self._on_image, self._qos,
+                                             callback_group=MutuallyExclusiveCallbackGroup())
+        self._publish_info()
+        self.get_logger().info(f"active: serving v{self.version}")
+        return ret
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop inference; the model stays loaded for a quick re-activation."""
+        if self._sub is not None:
+            self.destroy_subscription(self._sub)
+            self._sub = None
+        self.get_logger().info("inactive: not subscribed to images")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Release the model and the outputs."""
+        for pub in (self.det_pub, self.ann_pub, self.info_pub):
+            self.destroy_lifecycle_publisher(pub)
+        if self._srv is not None:
+            self.destroy_service(self._srv)
+            self._srv = None
+        self._bundle = None
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if self._sub is not None:
+            self.destroy_subscription(self._sub)
+            self._sub = None
+        return TransitionCallbackReturn.SUCCESS
 
     @property
     def version(self) -> int:
-        return self._bundle.version
+        return self._bundle.version if self._bundle is not None else 0
 
     # --- inference -----------------------------------------------------------------------
     def _on_image(self, msg: Image) -> None:
@@ -106,6 +154,8 @@ class PerceptionNode(Node):
             self.get_logger().warn(f"dropping frame: {exc}", throttle_duration_sec=5.0)
             return
         bundle = self._bundle  # one read: a swap during this frame affects the next one
+        if bundle is None:
+            return
         ids, scores = bundle.predict([rgb])
         cid, score = int(ids[0]), float(scores[0])
         name = bundle.class_names[cid]
@@ -128,6 +178,10 @@ class PerceptionNode(Node):
                  ) -> SwapWeights.Response:
         with self._swap_lock:
             current = self._bundle
+            if current is None:
+                res.success, res.active_version = False, 0
+                res.message = "swap refused: perception is not configured"
+                return res
             path = Path(req.checkpoint_path).expanduser()
             try:
                 new = load_checkpoint(path, expected_arch=self.arch,
@@ -167,6 +221,10 @@ class PerceptionNode(Node):
                       "bad_frames": self.bad_frames, "fps": fps, "latency_ms": lat * 1e3,
                       "swaps_ok": self.swaps_ok, "swaps_failed": self.swaps_failed,
                       "last_error": self.last_error}
+        if self._bundle is None:
+            return WARN, f"not configured {self.last_error}".strip(), values
+        if self._sub is None:
+            return WARN, f"inactive (model v{self.version} loaded)", values
         if self.frames == 0:
             return WARN, "no frames received yet", values
         if self.bad_frames and self.last_error:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import rclpy
@@ -26,7 +27,8 @@ from std_srvs.srv import SetBool, Trigger
 from etuner_ros.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from etuner_ros.core.policies import POLICY_NAMES
 from etuner_ros.core.store import SampleStore
-from etuner_ros.core.tuner import ContinualTuner
+from etuner_ros.core.trainer import TrainConfig
+from etuner_ros.core.tuner import ContinualTuner, TunerConfig
 from etuner_ros.msg import DetectionArray, ModelInfo, TunerStatus
 from etuner_ros.ros.diagnostics import ERROR, OK, WARN, Diagnostics
 from etuner_ros.ros.params import ParameterError, declare
@@ -36,6 +38,9 @@ from etuner_ros.srv import SwapWeights
 
 class TunerNode(Node):
     """See the module docstring."""
+
+    #: declared with defaults from the core's TrainConfig, not listed in config/etuner.yaml
+    TRAINING_PARAMETERS = ("epochs", "learning_rate", "replay_size", "holdout_fraction")
 
     def __init__(self, **kwargs) -> None:
         super().__init__("tuner", **kwargs)
@@ -58,6 +63,7 @@ class TunerNode(Node):
         threads = declare(self, "torch_threads", 1, "CPU threads torch may use for tuning",
                           minimum=1, maximum=64, read_only=True)
         torch.set_num_threads(int(threads))
+        self.config = self._training_config()
 
         self.models_dir = data_dir / "models"
         self.models_dir.mkdir(parents=True, exist_ok=True)
@@ -93,6 +99,25 @@ class TunerNode(Node):
         Diagnostics(self, "tuning", self._diagnose)
         self.get_logger().info(f"policy '{self.policy_name}', store {data_dir / store_file}")
 
+    def _training_config(self) -> TunerConfig:
+        """Training knobs a robot integrator may need; defaults come from the core's TrainConfig
+        (one source of truth, shared with the benchmark), so config/etuner.yaml omits them."""
+        d = TrainConfig()
+        train = replace(
+            d,
+            epochs=declare(self, "epochs", d.epochs, "max passes over a round's data",
+                           minimum=1, maximum=1000, read_only=True),
+            lr=declare(self, "learning_rate", d.lr, "optimiser learning rate", minimum=1e-8,
+                       maximum=1.0, read_only=True),
+            replay_size=declare(self, "replay_size", d.replay_size,
+                                "earlier samples re-trained each round (against forgetting)",
+                                minimum=0, maximum=100000, read_only=True),
+            holdout_fraction=declare(self, "holdout_fraction", d.holdout_fraction,
+                                     "share of labels kept out to validate candidates; 0 "
+                                     "accepts every candidate", minimum=0.0, maximum=0.9,
+                                     read_only=True))
+        return TunerConfig(train=train)
+
     # --- inputs --------------------------------------------------------------------------
     def _on_model_info(self, info: ModelInfo) -> None:
         if self.engine is not None and info.version == self.active_version:
@@ -105,7 +130,7 @@ class TunerNode(Node):
         bundle.version = int(info.version)
         with self._lock:
             if self.engine is None:
-                self.engine = ContinualTuner(bundle, self.policy_name)
+                self.engine = ContinualTuner(bundle, self.policy_name, self.config)
                 self.state, self.reason = TunerStatus.STATE_IDLE, "ready"
                 self.get_logger().info(f"base model v{info.version} ({info.architecture})")
             else:

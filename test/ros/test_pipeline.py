@@ -52,6 +52,8 @@ def system(tmp_path_factory):
         "/**:\n  ros__parameters:\n"
         f"    data_dir: '{d}'\n"
         "/**/tuner:\n  ros__parameters:\n    policy: none\n    poll_period_s: 0.2\n"
+        # The base model is random: validate nothing, so every candidate is swapped in.
+        "    holdout_fraction: 0.0\n"
         "/**/label_collector:\n  ros__parameters:\n    unlabelled_every_n: 2\n")
     sut = Bringup(d / "bringup.log", "--params-file", str(overlay), "--checkpoint", str(ckpt),
                   "--namespace", "robot")
@@ -76,12 +78,14 @@ def system(tmp_path_factory):
         assert code == 0, f"bringup exited with {code}"
 
 
-def publish(ctx, label: str, correct: str | None = None) -> Time:
-    """Publish one frame (and optionally a correction for it); return its stamp."""
+def publish(ctx, label: str, correct: str | None = None, subscribers: int = 2) -> Time:
+    """Publish one frame (and optionally a correction for it) once perception and the
+    collector (``subscribers``) listen; return its stamp."""
     ctx["stamp"] += 1
     stamp = Time(sec=1000 + ctx["stamp"], nanosec=123)
     img = rgb_to_image(frame(label, ctx["rng"]), _header(stamp))
-    wait_for(lambda: ctx["img_pub"].get_subscription_count() >= 2, 30, "image subscribers")
+    wait_for(lambda: ctx["img_pub"].get_subscription_count() >= subscribers, 30,
+             "image subscribers")
     ctx["img_pub"].publish(img)
     time.sleep(0.03)  # camera-like pacing; bursts overflow a best-effort subscriber's queue
     if correct is not None:
@@ -243,3 +247,23 @@ def test_every_node_reports_on_diagnostics(system):
                   if st.name.startswith("perception")][-1]
     values = {kv.key: kv.value for kv in perception.values}
     assert int(values["frames"]) > 0 and "model_version" in values
+
+
+def test_lifecycle_deactivate_stops_inference_and_activate_resumes_it(system):
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState, GetState
+
+    probe = system["probe"]
+    state = probe.call(GetState, "perception/get_state", GetState.Request())
+    assert state.current_state.label == "active"
+    off = ChangeState.Request(transition=Transition(id=Transition.TRANSITION_DEACTIVATE))
+    assert probe.call(ChangeState, "perception/change_state", off).success
+    # inactive perception drops its camera subscription; only the collector listens
+    wait_for(lambda: system["img_pub"].get_subscription_count() == 1, 10, "unsubscribe")
+    stamp = publish(system, "cup", subscribers=1)
+    time.sleep(1.5)
+    assert not dets_for(system, stamp), "an inactive perception node must not publish"
+    on = ChangeState.Request(transition=Transition(id=Transition.TRANSITION_ACTIVATE))
+    assert probe.call(ChangeState, "perception/change_state", on).success
+    stamp = publish(system, "cup")
+    wait_for(lambda: dets_for(system, stamp), 20, "detections after re-activation")
