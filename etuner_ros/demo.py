@@ -96,6 +96,7 @@ def watch(nodes: dict, timeout: float) -> dict:
                   f"{collector.stored:3d} (rejected {collector.rejected}) | rounds "
                   f"{tuner.rounds_done} | v{perception.version} | "
                   + (f"{seg[0]} acc {seg[2]:.2f} | " if seg else "")
+                  + f"change {st.get('change_score', 0.0):.2f} | "
                   + f"tuner {st['state']}: {st['reason']}", flush=True)
         if finished_at is None and getattr(camera, "finished", False):
             finished_at = now
@@ -116,6 +117,8 @@ def watch(nodes: dict, timeout: float) -> dict:
         "rounds_deferred": st.get("rounds_deferred", 0),
         "rounds_merged": st.get("rounds_merged", 0),
         "frozen_groups": list(st.get("frozen_groups", [])),
+        "changes_detected": st.get("changes_detected", 0),
+        "max_change_score": round(float(st.get("max_change_score", 0.0)), 3),
         "swaps": swaps,
         "final_version": perception.version,
         "accuracy": acc,
@@ -130,6 +133,9 @@ def print_summary(s: dict) -> None:
     print(f"corrections stored   {s['corrections_stored']} (rejected {s['corrections_rejected']})")
     print(f"rounds               {s['rounds']} (deferred {s['rounds_deferred']}, "
           f"merged {s['rounds_merged']})")
+    print(f"scenario changes     {s['changes_detected']} detected (max score "
+          f"{s['max_change_score']:.2f})")
+    print(f"frozen layer groups  {', '.join(s['frozen_groups']) or 'none'}")
     print("swaps                " + (", ".join(f"v{w['from']}->v{w['to']}" for w in s["swaps"])
                                       or "none"))
     print("accuracy of the deployed model per scenario segment:")

@@ -2,11 +2,12 @@
 
 The learning is all in :class:`etuner_ros.core.tuner.ContinualTuner` (no ROS); this node only
 feeds it what the robot sees (new labelled and unlabelled samples from the store, the inference
-rate from ``detections``), asks the policy each ``poll_period_s``, and runs a round in a worker
-thread so ``~/force_tune``, ``~/pause`` and ``~/status`` keep answering during it. A candidate is
-written as a versioned checkpoint atomically and handed to perception's ``swap_weights`` only
-if it validated at least as well as the serving model. The base model is whatever perception
-announces on ``model_info`` (latched), so both always start from the same weights.
+rate from ``detections``, every ``drift_every_n``-th camera frame for the change detector), asks
+the policy each ``poll_period_s``, and runs a round in a worker thread so ``~/force_tune``,
+``~/pause`` and ``~/status`` keep answering during it. A candidate is written as a versioned
+checkpoint atomically and handed to perception's ``swap_weights`` only if it validated at least
+as well as the serving model. The base model is whatever perception announces on ``model_info``
+(latched), so both always start from the same weights.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections import deque
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,6 +24,7 @@ import torch
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
+from sensor_msgs.msg import Image
 from std_srvs.srv import SetBool, Trigger
 
 from etuner_ros.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -31,8 +34,9 @@ from etuner_ros.core.trainer import TrainConfig
 from etuner_ros.core.tuner import ContinualTuner, TunerConfig
 from etuner_ros.msg import DetectionArray, ModelInfo, TunerStatus
 from etuner_ros.ros.diagnostics import ERROR, OK, WARN, Diagnostics
+from etuner_ros.ros.image import ImageConversionError, image_to_rgb
 from etuner_ros.ros.params import ParameterError, declare
-from etuner_ros.ros.qos import latched_qos, reliable_qos
+from etuner_ros.ros.qos import RELIABILITY_CHOICES, image_qos, latched_qos, reliable_qos
 from etuner_ros.srv import SwapWeights
 
 
@@ -64,6 +68,12 @@ class TunerNode(Node):
                           minimum=1, maximum=64, read_only=True)
         torch.set_num_threads(int(threads))
         self.config = self._training_config()
+        self.drift_every = declare(self, "drift_every_n", 2,
+                                   "feed every n-th camera frame to the scenario-change "
+                                   "detector (0: off)", minimum=0, maximum=1000)
+        reliability = declare(self, "image_reliability", "best_effort",
+                              "QoS reliability of the image subscription",
+                              choices=RELIABILITY_CHOICES, read_only=True)
 
         self.models_dir = data_dir / "models"
         self.models_dir.mkdir(parents=True, exist_ok=True)
@@ -82,6 +92,10 @@ class TunerNode(Node):
         self._last_labelled = 0
         self._last_unlabelled = 0
         self._detections = 0
+        self._frames_seen = 0
+        self._drift_frames: deque = deque(maxlen=64)  # bounded: a slow tick drops the oldest
+        self.changes_detected = 0
+        self.max_change_score = 0.0
         self._rate_t0 = time.monotonic()
         self._lock = threading.Lock()
 
@@ -90,6 +104,7 @@ class TunerNode(Node):
         self.create_subscription(ModelInfo, "model_info", self._on_model_info, latched_qos())
         self.create_subscription(DetectionArray, "detections", self._on_detections,
                                  reliable_qos(50))
+        self.create_subscription(Image, "image", self._on_image, image_qos(reliability, 2))
         self.swap_client = self.create_client(SwapWeights, swap_service,
                                               callback_group=ReentrantCallbackGroup())
         self.create_service(Trigger, "~/force_tune", self._on_force, callback_group=services)
@@ -140,6 +155,16 @@ class TunerNode(Node):
     def _on_detections(self, _msg: DetectionArray) -> None:
         self._detections += 1
 
+    def _on_image(self, msg: Image) -> None:
+        """Subsample the camera for the scenario-change detector (a change means tune soon)."""
+        self._frames_seen += 1
+        if self.drift_every and self._frames_seen % self.drift_every == 0:
+            try:
+                self._drift_frames.append(image_to_rgb(msg))
+            except ImageConversionError as exc:
+                self.get_logger().warn(f"frame not used for drift: {exc}",
+                                       throttle_duration_sec=10.0)
+
     # --- the loop ------------------------------------------------------------------------
     def _tick(self) -> None:
         engine = self.engine
@@ -167,7 +192,14 @@ class TunerNode(Node):
         if unlabelled:
             self._last_unlabelled = unlabelled[-1].id
             engine.observe_unlabelled(unlabelled)
-            engine.observe_frames([s.image for s in unlabelled], now)
+        frames = [self._drift_frames.popleft() for _ in range(len(self._drift_frames))]
+        if frames:
+            was_changed = engine.status().get("change_detected", False)
+            score = engine.observe_frames(frames, now)
+            self.max_change_score = max(self.max_change_score, float(score))
+            if engine.status().get("change_detected", False) and not was_changed:
+                self.changes_detected += 1
+                self.get_logger().info(f"scenario change detected (score {score:.2f})")
         dt = now - self._rate_t0
         if dt >= 1.0:
             engine.observe_inference_rate(self._detections / dt)
@@ -277,7 +309,9 @@ class TunerNode(Node):
     # --- outputs -------------------------------------------------------------------------
     def status_dict(self) -> dict:
         s = self.engine.status() if self.engine is not None else {}
-        return {**s, "state": self.state, "reason": self.reason, "paused": self.paused,
+        return {**s, "changes_detected": self.changes_detected,
+                "max_change_score": self.max_change_score, "state": self.state,
+                "reason": self.reason, "paused": self.paused,
                 "active_version": self.active_version, "rounds_done": self.rounds_done,
                 "last_round_duration": self.last_duration, "last_val_accuracy": self.last_val,
                 "last_error": self.last_error}

@@ -78,9 +78,9 @@ def system(tmp_path_factory):
         assert code == 0, f"bringup exited with {code}"
 
 
-def publish(ctx, label: str, correct: str | None = None, subscribers: int = 2) -> Time:
-    """Publish one frame (and optionally a correction for it) once perception and the
-    collector (``subscribers``) listen; return its stamp."""
+def publish(ctx, label: str, correct: str | None = None, subscribers: int = 3) -> Time:
+    """Publish one frame (and optionally a correction for it) once perception, the collector
+    and the tuner's change detector (``subscribers``) listen; return its stamp."""
     ctx["stamp"] += 1
     stamp = Time(sec=1000 + ctx["stamp"], nanosec=123)
     img = rgb_to_image(frame(label, ctx["rng"]), _header(stamp))
@@ -258,9 +258,9 @@ def test_lifecycle_deactivate_stops_inference_and_activate_resumes_it(system):
     assert state.current_state.label == "active"
     off = ChangeState.Request(transition=Transition(id=Transition.TRANSITION_DEACTIVATE))
     assert probe.call(ChangeState, "perception/change_state", off).success
-    # inactive perception drops its camera subscription; only the collector listens
-    wait_for(lambda: system["img_pub"].get_subscription_count() == 1, 10, "unsubscribe")
-    stamp = publish(system, "cup", subscribers=1)
+    # inactive perception drops its camera subscription; collector and tuner still listen
+    wait_for(lambda: system["img_pub"].get_subscription_count() == 2, 10, "unsubscribe")
+    stamp = publish(system, "cup", subscribers=2)
     time.sleep(1.5)
     assert not dets_for(system, stamp), "an inactive perception node must not publish"
     on = ChangeState.Request(transition=Transition(id=Transition.TRANSITION_ACTIVATE))
