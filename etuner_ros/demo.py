@@ -46,8 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     print(f"[demo] run directory {run_dir}", flush=True)
 
-    overrides = {"perception": {"checkpoint": str(ckpt)}, "tuner": {"policy": opts.policy},
-                 "sim_camera": {"seed": opts.seed}, "sim_caregiver": {"seed": opts.seed},
+    # The simulated camera runs at 8 fps: feed the change detector every frame, and play 25 s
+    # per scenario (as the benchmark does) so it has time to fill its reference window.
+    overrides = {"perception": {"checkpoint": str(ckpt)},
+                 "tuner": {"policy": opts.policy, "drift_every_n": 1},
+                 "sim_camera": {"seed": opts.seed, "frames_per_scenario": 200},
+                 "sim_caregiver": {"seed": opts.seed},
                  "**": {"data_dir": str(run_dir)}}
     rclpy.init(args=["demo", "--ros-args", "--params-file",
                      str(opts.config or default_config()), *override_args(overrides)])
