@@ -26,10 +26,10 @@ from etuner_ros.core.cka import linear_cka
 class SimFreezeConfig:
     """Defaults in one place."""
 
-    threshold: float = 0.995  # CKA at/above which a group counts as unchanged since last check
-    patience: int = 2         # consecutive stable checks before a group may freeze
+    threshold: float = 0.99   # CKA at/above which a group counts as unchanged since last check
+    patience: int = 1         # consecutive stable checks before a group may freeze
     probe_size: int = 32      # images in the fixed probe batch
-    check_every: int = 256    # trained sample-passes between checks: a check after a tiny
+    check_every: int = 128    # trained sample-passes between checks: a check after a tiny
     #                           round would see "no change" because too little training happened
 
 

@@ -2,9 +2,12 @@
 
 The serving model is never touched: the round clones it, grows the head for new classes, freezes
 the SimFreeze prefix, trains on new labels + a replay sample + (optionally) pseudo-labels with
-per-sample weights, and validates candidate and current model on the same held-out slice. The
-candidate is accepted only if it is at least as accurate there (a tie passes: a round that
-learned a new class the validation slice does not show yet must not be thrown away).
+per-sample weights, and validates candidate and current model on the same held-out slice,
+weighted by recency (``val_half_life``: the newest held-out labels show the scene the model
+will serve; uniform weights let a handful of old-scene labels veto every adaptation to a new
+light). The candidate is accepted only if its weighted accuracy is at least the serving
+model's (a tie passes: a round that learned a new class the validation slice does not show
+yet must not be thrown away). The rule is the same for every policy.
 
 Frozen prefix caching: the frozen groups run once per sample per round (eval mode, no grad) and
 every epoch trains only the back part on the cached activations. No data augmentation, so the
@@ -44,6 +47,9 @@ class TrainConfig:
     replay_capacity: int = 800      # reservoir of old labelled samples kept for replay
     holdout_fraction: float = 0.2   # share of labels (by sample id) kept out for validation
     val_size: int = 96              # newest held-out samples used to validate a round
+    val_half_life: float = 8.0      # validation weight halves every this many samples back
+    #                                 from the newest (0: uniform): the model serves what the
+    #                                 robot sees NOW, and ~10 held-out labels cover one scene
     pseudo_threshold: float = 0.95  # min softmax confidence for a pseudo-label
     pseudo_weight: float = 0.5      # loss weight of a pseudo-labelled sample (labels: 1.0)
     max_pseudo: int = 48            # pseudo-labels per round, most confident first
@@ -138,13 +144,56 @@ def pseudo_label(bundle: ModelBundle, x: torch.Tensor, threshold: float,
     return x[keep], y[keep], conf[keep]
 
 
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    """Top-1 accuracy; a label the model has no row for counts as wrong."""
+@torch.no_grad()
+def adapt_bn(model: nn.Module, x: torch.Tensor, momentum: float = 1.0) -> int:
+    """AdaBN: re-estimate every BatchNorm layer's running mean/var on preprocessed unlabelled
+    frames ``x`` (forward passes only, BN layers in train mode, no gradients, one batch so the
+    statistics are exactly those of ``x``). ``momentum`` 1.0 replaces the old statistics, less
+    blends ``new * momentum + old * (1 - momentum)``. Only BN buffers change (weights, biases
+    and ``num_batches_tracked`` stay); the model is left in eval mode. Returns the number of BN
+    layers adapted (0 when ``x`` has fewer than 2 frames: variance needs two)."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+           and m.track_running_stats]
+    if x.shape[0] < 2 or not bns:
+        return 0
+    saved = [(m.momentum, m.running_mean.clone(), m.running_var.clone(),
+              m.num_batches_tracked.clone()) for m in bns]
+    model.eval()
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average: one batch -> exactly its statistics
+        m.train()
+    model(x)
+    model.eval()
+    for m, (mom, mean, var, nbt) in zip(bns, saved, strict=True):
+        m.momentum = mom
+        m.running_mean.mul_(momentum).add_(mean, alpha=1.0 - momentum)
+        m.running_var.mul_(momentum).add_(var, alpha=1.0 - momentum)
+        m.num_batches_tracked.copy_(nbt)
+    return len(bns)
+
+
+def recency_weights(n: int, half_life: float) -> torch.Tensor:
+    """Weights for ``n`` samples ordered oldest -> newest: 1 for the newest, halving every
+    ``half_life`` samples back (uniform when ``half_life`` <= 0)."""
+    if half_life <= 0:
+        return torch.ones(n)
+    age = torch.arange(n - 1, -1, -1, dtype=torch.float32)
+    return torch.pow(0.5, age / float(half_life))
+
+
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+             weights: torch.Tensor | None = None) -> float:
+    """Top-1 accuracy (optionally weighted); a label the model has no row for counts as
+    wrong."""
     if x.shape[0] == 0:
         return float("nan")
     model.eval()
     pred = batched(model, x).argmax(dim=1)
-    return float((pred == y).float().mean())
+    hit = (pred == y).float()
+    if weights is None:
+        return float(hit.mean())
+    return float((hit * weights).sum() / weights.sum().clamp_min(1e-12))
 
 
 def _optimiser(params: list[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -211,8 +260,9 @@ def train_round(current: ModelBundle, class_names: Sequence[str], x: torch.Tenso
     for p in model.parameters():
         p.requires_grad_(True)
     model.eval()
-    val = accuracy(model, val_x, val_y)
-    base = accuracy(current.model, val_x, val_y)
+    vw = recency_weights(int(val_x.shape[0]), cfg.val_half_life)  # val_x is oldest first
+    val = accuracy(model, val_x, val_y, vw)
+    base = accuracy(current.model, val_x, val_y, vw)
     flops += 2 * int(val_x.shape[0]) * sum(gflops)
     accepted = bool(np.isnan(val) or np.isnan(base) or val >= base)
     return TrainOutcome(cand, accepted, val, base, flops, time.perf_counter() - t0, n,

@@ -31,6 +31,7 @@ from etuner_ros.core.policies import Decision, Observation, Policy, make_policy
 from etuner_ros.core.simfreeze import SimFreeze, SimFreezeConfig
 from etuner_ros.core.trainer import (
     TrainConfig,
+    adapt_bn,
     batched,
     group_flops,
     is_holdout,
@@ -51,6 +52,12 @@ class TunerConfig:
     accuracy_window: int = 24       # labels behind recent_accuracy
     accuracy_min: int = 8           # recent_accuracy is None below this many
     drift_every: int = 1            # embed every n-th observed frame for the drift detector
+    # Semi-supervised policies only (see the module docstring, "Semi-supervised rounds"):
+    adabn_frames: int = 48          # newest camera frames whose BN statistics a round adopts
+    adabn_momentum: float = 1.0     # 1.0: replace BN statistics; <1: blend with the old ones
+    pseudo_pool: int = 32           # pseudo-label only the newest frames (the current scene)
+    pseudo_min_accuracy: float = 0.7  # no pseudo-labels while recent_accuracy is below this
+    pseudo_per_label: float = 1.0   # at most this many pseudo-labels per real label in a round
 
 
 @dataclass
@@ -99,6 +106,7 @@ class ContinualTuner:
         self._seen_replay = 0
         self._holdout: deque[_Item] = deque(maxlen=self.config.train.val_size)
         self._unlabelled: deque[torch.Tensor] = deque(maxlen=self.config.unlabelled_capacity)
+        self._frames: deque[torch.Tensor] = deque(maxlen=max(1, self.config.adabn_frames))
         self._recent: deque[bool] = deque(maxlen=self.config.accuracy_window)
         self._window: deque[torch.Tensor] = deque(maxlen=self.config.drift.window)
         self._frame_count = 0
@@ -174,8 +182,20 @@ class ContinualTuner:
             self._fps = float(fps)
 
     def observe_frames(self, images: list[np.ndarray], now: float) -> float:
-        """Embed frames with the deployed model and update the drift score (overhead)."""
-        if not images or not self.policy.uses_drift:
+        """Embed frames with the deployed model and update the drift score (overhead); semi-
+        supervised policies also keep the newest ``adabn_frames`` of them for AdaBN."""
+        if not images:
+            return self.drift.score
+        if not self.policy.uses_drift:
+            if self.policy.uses_semi_supervised and self.config.adabn_frames > 0:
+                with self._meter.measure() as m:
+                    t0 = time.perf_counter()
+                    x = self._x(images[-self.config.adabn_frames:])
+                    dt = time.perf_counter() - t0
+                with self._lock:
+                    self._frames.extend(x)
+                    self.overhead_seconds += dt
+                    self.overhead_joules += m.joules
             return self.drift.score
         with self._lock:
             if self._last_round_end is None:
@@ -191,6 +211,8 @@ class ContinualTuner:
                 feats = self._embed(self.deployed, x)
                 score = self.drift.update(feats.numpy())
                 self._window.extend(x)
+                if self.policy.uses_semi_supervised and self.config.adabn_frames > 0:
+                    self._frames.extend(x)
                 dt = time.perf_counter() - t0
             self.overhead_seconds += dt
             self.overhead_joules += m.joules
@@ -248,8 +270,16 @@ class ContinualTuner:
             k = min(cfg.replay_size, len(self._replay))
             replay = self._rng.sample(self._replay, k)
             val = list(self._holdout)
-            unl = torch.stack(list(self._unlabelled)[-4 * cfg.max_pseudo:]) \
-                if self._unlabelled and self.policy.uses_semi_supervised else None
+            semi = self.policy.uses_semi_supervised
+            tc = self.config
+            acc = self._observation(now).recent_accuracy
+            n_pseudo_max = min(cfg.max_pseudo, int(tc.pseudo_per_label * len(new)))
+            unl = torch.stack(list(self._unlabelled)[-tc.pseudo_pool:]) \
+                if semi and self._unlabelled and tc.pseudo_pool > 0 and n_pseudo_max > 0 \
+                and acc is not None and acc >= tc.pseudo_min_accuracy else None
+            pool = self._frames if self._frames else self._unlabelled
+            bn_x = torch.stack(list(pool)[-tc.adabn_frames:]) \
+                if semi and tc.adabn_frames > 0 and len(pool) >= 2 else None
             names = list(self.class_names)
             current = self.deployed
             cand = current.clone()
@@ -270,6 +300,9 @@ class ContinualTuner:
                         and not self.simfreeze.has_reference:
                     self.simfreeze.check(self._group_outputs(cand, self.simfreeze.probe))
                     flops += self.simfreeze.probe.shape[0] * sum(gf[:-1])
+                if bn_x is not None:
+                    adapt_bn(cand.model, bn_x, tc.adabn_momentum)
+                    flops += bn_x.shape[0] * sum(gf)
                 items = new + replay
                 x = torch.stack([it.x for it in items]) if items else \
                     torch.zeros(0, 3, cand.input_size, cand.input_size)
@@ -277,7 +310,7 @@ class ContinualTuner:
                 w = torch.ones(len(items))
                 n_pseudo = 0
                 if unl is not None:
-                    px, py, _ = pseudo_label(cand, unl, cfg.pseudo_threshold, cfg.max_pseudo)
+                    px, py, _ = pseudo_label(cand, unl, cfg.pseudo_threshold, n_pseudo_max)
                     flops += unl.shape[0] * sum(gf)
                     n_pseudo = int(px.shape[0])
                     if n_pseudo:

@@ -79,3 +79,32 @@ def test_worse_candidate_is_rejected_and_tie_passes():
     assert out.val_accuracy < 1.0 and not out.accepted
     tie = train_round(b, b.class_names, x[:0], y_cur[:0], torch.ones(0), x, y_cur, 0, cfg)
     assert tie.accepted and tie.val_accuracy == tie.baseline_val_accuracy
+
+
+def test_adabn_changes_only_batchnorm_buffers_and_matches_frame_statistics():
+    from etuner_ros.core.trainer import adapt_bn
+
+    b = bundle()
+    before = {k: v.clone() for k, v in b.model.state_dict().items()}
+    x = data(16, seed=3) * 0.3 + 1.0  # a "new light": other input statistics
+    assert adapt_bn(b.model, x) > 0
+    after = b.model.state_dict()
+    bn = torch.nn.modules.batchnorm._BatchNorm
+    bn_stats = {f"{n}.{s}" for n, m in b.model.named_modules() if isinstance(m, bn)
+                for s in ("running_mean", "running_var")}
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and changed <= bn_stats  # weights, biases, num_batches_tracked untouched
+    assert not b.model.training
+    first = next(m for m in b.model.modules() if isinstance(m, bn))
+    with torch.no_grad():
+        z = b.model.features[0][0](x)  # the stem conv feeding the first BN
+    assert torch.allclose(first.running_mean, z.mean(dim=(0, 2, 3)), atol=1e-4)
+    assert adapt_bn(b.model, x[:1]) == 0  # one frame has no variance: nothing changes
+
+
+def test_validation_weights_favour_the_newest_samples():
+    from etuner_ros.core.trainer import recency_weights
+
+    w = recency_weights(17, 8.0)
+    assert float(w[-1]) == 1.0 and abs(float(w[-9]) - 0.5) < 1e-6 and bool((w[1:] > w[:-1]).all())
+    assert torch.equal(recency_weights(5, 0.0), torch.ones(5))
