@@ -1,0 +1,156 @@
+"""Labelled frame streams the benchmark replays: the synthetic world, or a folder of images.
+
+A folder stream lets the same benchmark run on real recordings laid out as
+``ROOT/<scenario>/<class>/<image>``: scenarios play in name order, and frames are shuffled
+(seeded) within each scenario so a segment is not sorted by class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from etuner_ros.sim.world import WORLD_VERSION, Frame, SyntheticWorld
+
+# Extensions cv2.imread decodes (the set OpenCV documents); anything else is not an image.
+IMAGE_EXTENSIONS = frozenset({
+    ".bmp", ".dib", ".jpeg", ".jpg", ".jpe", ".jp2", ".png", ".webp", ".avif", ".pbm", ".pgm",
+    ".ppm", ".pxm", ".pnm", ".pfm", ".sr", ".ras", ".tiff", ".tif", ".exr", ".hdr", ".pic"})
+DEFAULT_FRAMES_PER_SCENARIO = 200
+
+
+@dataclass
+class LabelledStream:
+    """Frames in playing order plus what the benchmark needs to score and report them."""
+
+    name: str
+    frames: Sequence[Frame] | Iterable[Frame]  # a list, or re-iterable (rendered on demand)
+    class_names: list[str]  # every class, first scenario's first
+    scenarios: list[str]  # in playing order
+    description: dict = field(default_factory=dict)
+
+    def __iter__(self) -> Iterator[Frame]:
+        return iter(self.frames)
+
+    def __len__(self) -> int:
+        return len(self.frames)  # type: ignore[arg-type]
+
+
+class _Rendered:
+    """Re-iterable view of a world's stream: renders again on each pass instead of holding
+    hundreds of MB of frames (rendering is ~1 ms/frame)."""
+
+    def __init__(self, make: Callable[[], Iterator[Frame]], n: int) -> None:
+        self._make, self._n = make, n
+
+    def __iter__(self) -> Iterator[Frame]:
+        return self._make()
+
+    def __len__(self) -> int:
+        return self._n
+
+
+def synthetic_stream(seed: int = 0, frames_per_scenario: int = DEFAULT_FRAMES_PER_SCENARIO,
+                     image_size: tuple[int, int] = (128, 96)) -> LabelledStream:
+    """The default synthetic schedule (see ``etuner_ros.sim.world.default_scenarios``)."""
+    if frames_per_scenario < 1:
+        raise ValueError(f"frames_per_scenario must be >= 1, got {frames_per_scenario}")
+    world = SyntheticWorld(seed, image_size)
+    n = frames_per_scenario * len(world.scenarios)
+    return LabelledStream(
+        name=f"synthetic_s{seed}",
+        frames=_Rendered(lambda: world.stream(frames_per_scenario), n),
+        class_names=world.all_class_names(),
+        scenarios=[s.name for s in world.scenarios],
+        description={"source": "synthetic", "seed": seed, "world_version": WORLD_VERSION,
+                     "image_size": list(world.image_size),
+                     "frames_per_scenario": frames_per_scenario,
+                     "scenario_settings": [asdict(s) for s in world.scenarios]})
+
+
+def _visible(path: Path) -> list[Path]:
+    """Children in name order, hidden files (.DS_Store, ._x) ignored."""
+    return sorted((p for p in path.iterdir() if not p.name.startswith(".")), key=lambda p: p.name)
+
+
+def _read(path: Path, image_size: tuple[int, int] | None) -> np.ndarray:
+    if path.suffix.lower() not in IMAGE_EXTENSIONS:
+        raise ValueError(f"not an image file (unknown extension): {path}")
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ValueError(f"unreadable image (cv2 could not decode it): {path}")
+    if image_size is not None and (bgr.shape[1], bgr.shape[0]) != tuple(image_size):
+        bgr = cv2.resize(bgr, tuple(image_size), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def folder_stream(root: Path, image_size: tuple[int, int] | None = None,
+                  seed: int = 0) -> LabelledStream:
+    """Read ``ROOT/<scenario>/<class>/<image>`` into a stream (all frames held in memory).
+
+    ``image_size`` (width, height) resizes every image to a common size; None keeps each
+    image's own size (the model's preprocess resizes anyway). Raises ValueError naming the path
+    for a missing or empty root, a file where a directory belongs (or the reverse), an empty
+    scenario or class, a non-image file or an unreadable image.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"stream root is not a directory: {root}")
+    scenario_dirs = _visible(root)
+    if not scenario_dirs:
+        raise ValueError(f"stream root is empty (expected ROOT/<scenario>/<class>/<image>): "
+                         f"{root}")
+    frames: list[Frame] = []
+    class_names: list[str] = []
+    per_scenario: dict[str, int] = {}
+    for s_pos, sdir in enumerate(scenario_dirs):
+        if not sdir.is_dir():
+            raise ValueError(f"file at the scenario level (expected ROOT/<scenario>/<class>/"
+                             f"<image>): {sdir}")
+        class_dirs = _visible(sdir)
+        if not class_dirs:
+            raise ValueError(f"scenario directory has no class directories: {sdir}")
+        items: list[tuple[np.ndarray, str]] = []
+        for cdir in class_dirs:
+            if not cdir.is_dir():
+                raise ValueError(f"file at the class level (expected ROOT/<scenario>/<class>/"
+                                 f"<image>): {cdir}")
+            files = _visible(cdir)
+            if not files:
+                raise ValueError(f"class directory has no images: {cdir}")
+            for f in files:
+                if f.is_dir():
+                    raise ValueError(f"directory at the image level (expected ROOT/<scenario>/"
+                                     f"<class>/<image>): {f}")
+                items.append((_read(f, image_size), cdir.name))
+            if cdir.name not in class_names:
+                class_names.append(cdir.name)
+        order = np.random.default_rng([seed, s_pos]).permutation(len(items))
+        for k in order:
+            image, label = items[k]
+            frames.append(Frame(len(frames), image, label, sdir.name))
+        per_scenario[sdir.name] = len(items)
+    return LabelledStream(
+        name=root.name or str(root), frames=frames, class_names=class_names,
+        scenarios=list(per_scenario),
+        description={"source": "folder", "root": str(root.resolve()), "seed": seed,
+                     "image_size": list(image_size) if image_size else None,
+                     "frames_per_scenario": per_scenario})
+
+
+def first_scenario_frames(stream: LabelledStream) -> list[Frame]:
+    """The frames of the stream's first scenario: what a starting model is trained on."""
+    if not stream.scenarios:
+        raise ValueError(f"stream {stream.name!r} has no scenarios")
+    first = stream.scenarios[0]
+    out: list[Frame] = []
+    for f in stream.frames:
+        if f.scenario == first:
+            out.append(f)
+        elif out:  # scenarios are contiguous: the first one is over
+            break
+    return out

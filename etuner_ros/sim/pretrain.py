@@ -1,0 +1,192 @@
+"""Train (or reuse) the robot's starting model on the synthetic world's first scenario.
+
+The benchmark and the demo both start from the same model, so it is trained once per
+(architecture, seed, input size, world version, training budget) and cached in
+``data_dir/models/``; a later call returns the cached file when it still loads and its key matches.
+Run it as ``python -m etuner_ros.sim.pretrain``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from etuner_ros.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from etuner_ros.core.model import ModelBundle, build_model, preprocess
+from etuner_ros.sim.world import WORLD_VERSION, Frame, SyntheticWorld
+
+DEFAULT_ARCH = "mobilenet_v3_small"
+DEFAULT_FRAMES = 1200  # ~90% on the first scenario for mobilenet_v3_small at 64 px
+DEFAULT_EPOCHS = 8
+DEFAULT_INPUT_SIZE = 64
+VAL_FRAMES = 200  # at most; a quarter of the training frames for tiny runs (tests)
+BATCH = 32
+LR = 2e-3
+RECIPE = 2  # bump when the training recipe changes: part of the cache key
+
+
+def base_checkpoint_path(data_dir: Path, arch: str = DEFAULT_ARCH, seed: int = 0,
+                         input_size: int = DEFAULT_INPUT_SIZE) -> Path:
+    """Where ``pretrain`` caches the starting model."""
+    return Path(data_dir) / "models" / f"base_{arch}_s{seed}_i{input_size}.pt"
+
+
+def read_extra(path: Path) -> dict[str, Any]:
+    """The ``extra`` dict a checkpoint was saved with (cache key, accuracies); {} if none."""
+    data = torch.load(Path(path), map_location="cpu", weights_only=True)
+    extra = data.get("extra") if isinstance(data, dict) else None
+    return dict(extra) if isinstance(extra, dict) else {}
+
+
+def train_base_model(frames: Sequence[Frame], class_names: Sequence[str],
+                     arch: str = DEFAULT_ARCH, seed: int = 0, epochs: int = DEFAULT_EPOCHS,
+                     input_size: int = DEFAULT_INPUT_SIZE, progress: bool = True,
+                     val_frames: Sequence[Frame] | None = None) -> tuple[ModelBundle, dict]:
+    """Plain supervised training (Adam, cross-entropy) from random init; returns the bundle
+    (version 1, eval mode) and metrics. Also used for a folder stream's first scenario."""
+    names = list(class_names)
+    unknown = sorted({f.label for f in frames} - set(names))
+    if not frames or unknown:
+        raise ValueError(f"need labelled frames whose labels are in class_names; "
+                         f"{len(frames)} frames, unknown labels {unknown}")
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    x = preprocess([f.image for f in frames], input_size)
+    y = torch.tensor([names.index(f.label) for f in frames])
+    with torch.random.fork_rng(devices=[]):  # seeded without touching the caller's RNG
+        torch.manual_seed(seed)
+        model = build_model(arch, len(names))
+        opt = torch.optim.Adam(model.parameters(), lr=LR)
+        steps = epochs * -(-len(frames) // BATCH)
+        # Cosine decay: the last epochs settle instead of ending on a noisy high-LR step.
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+        bar = tqdm(total=steps, desc=f"pretrain {arch}", unit="step", disable=not progress,
+                   leave=False)
+        model.train()
+        for _ in range(epochs):
+            perm = torch.randperm(len(frames))
+            for i in range(0, len(frames), BATCH):
+                idx = perm[i:i + BATCH]
+                if len(idx) < 2:  # BatchNorm cannot train on a single sample
+                    continue
+                loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+        bar.close()
+        recalibrate_batchnorm(model, x)  # train-mode dropout draws random numbers too
+    bundle = ModelBundle(model, arch, names, version=1, input_size=input_size)
+    metrics = {"train_acc": accuracy(bundle, frames)}
+    if val_frames:
+        metrics["val_acc"] = accuracy(bundle, val_frames)
+    return bundle, metrics
+
+
+def recalibrate_batchnorm(model: nn.Module, x: torch.Tensor, batch: int = 128) -> None:
+    """Recompute BatchNorm running statistics exactly over ``x``, then switch to eval mode.
+
+    torchvision's MobileNetV3 uses BN momentum 0.01, so after a few hundred steps its running
+    statistics are still far from the data and eval-mode accuracy lags train mode badly.
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over every batch below
+    model.train()
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            model(x[i:i + batch])
+    for m, momentum in zip(bns, saved, strict=True):
+        m.momentum = momentum
+    model.eval()
+
+
+def accuracy(bundle: ModelBundle, frames: Sequence[Frame]) -> float:
+    """Fraction of frames whose predicted class name equals the label (unknown labels count
+    as wrong)."""
+    if not frames:
+        return float("nan")
+    hits = 0
+    for i in range(0, len(frames), 256):
+        chunk = frames[i:i + 256]
+        ids, _ = bundle.predict([f.image for f in chunk])
+        hits += sum(bundle.class_names[k] == f.label for k, f in zip(ids, chunk, strict=True))
+    return hits / len(frames)
+
+
+def pretrain(data_dir: Path, arch: str = DEFAULT_ARCH, seed: int = 0,
+             frames: int = DEFAULT_FRAMES, epochs: int = DEFAULT_EPOCHS,
+             input_size: int = DEFAULT_INPUT_SIZE, progress: bool = True,
+             force: bool = False) -> Path:
+    """Path of the starting model (version 1) trained on ``SyntheticWorld(seed)``'s first
+    scenario; reuses the cached file unless ``force`` or its cache key differs."""
+    path = base_checkpoint_path(data_dir, arch, seed, input_size)
+    key = {"arch": arch, "seed": int(seed), "input_size": int(input_size),
+           "world_version": WORLD_VERSION, "frames": int(frames), "epochs": int(epochs),
+           "recipe": RECIPE}
+    say = print if progress else (lambda *_a, **_k: None)
+    if path.exists() and not force:
+        try:
+            load_checkpoint(path, expected_arch=arch)
+            if read_extra(path).get("cache_key") == key:
+                say(f"[pretrain] using cached starting model {path}", flush=True)
+                return path
+            say(f"[pretrain] cached {path} was made with other settings; retraining", flush=True)
+        except (CheckpointError, OSError, RuntimeError) as exc:
+            say(f"[pretrain] cached {path} unusable ({exc}); retraining", flush=True)
+    world = SyntheticWorld(seed)
+    first = world.scenarios[0]
+    names = world.class_names_seen_in(first)
+    say(f"[pretrain] rendering {frames} frames of scenario {first.name!r} "
+        f"({len(names)} classes), training {arch} at {input_size}px for {epochs} epochs",
+        flush=True)
+    t0 = time.monotonic()
+    train = world.frames(first.name, frames, split="train")
+    val = world.frames(first.name, min(VAL_FRAMES, max(8, frames // 4)), split="val")
+    bundle, metrics = train_base_model(train, names, arch, seed, epochs, input_size, progress,
+                                       val_frames=val)
+    extra = {"cache_key": key, "scenario": first.name, "seconds": time.monotonic() - t0,
+             **metrics}
+    save_checkpoint(path, bundle, extra=extra)
+    say(f"[pretrain] saved {path} in {extra['seconds']:.1f} s", flush=True)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", type=Path, default=Path("data"),
+                   help="the model goes to DATA_DIR/models/ (default ./data)")
+    p.add_argument("--arch", default=DEFAULT_ARCH)
+    p.add_argument("--seed", type=int, default=0, help="world and training seed")
+    p.add_argument("--frames", type=int, default=DEFAULT_FRAMES)
+    p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
+    p.add_argument("--input-size", type=int, default=DEFAULT_INPUT_SIZE)
+    p.add_argument("--force", action="store_true", help="retrain even if a cached model fits")
+    opts = p.parse_args(argv)
+    try:
+        path = pretrain(opts.data_dir, opts.arch, opts.seed, opts.frames, opts.epochs,
+                        opts.input_size, progress=True, force=opts.force)
+    except (ValueError, OSError, CheckpointError) as exc:
+        print(f"[pretrain] error: {exc}", file=sys.stderr)
+        return 1
+    extra = read_extra(path)
+    print(f"[pretrain] {path}: train accuracy {extra.get('train_acc', np.nan):.3f}, "
+          f"val accuracy {extra.get('val_acc', np.nan):.3f} on {extra.get('scenario')!r}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

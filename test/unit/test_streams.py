@@ -1,0 +1,107 @@
+"""Benchmark streams: the synthetic one and folder trees (layout, order, colour, errors)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from etuner_ros.bench.streams import first_scenario_frames, folder_stream, synthetic_stream
+
+# RGB colour per class; written as BGR so the test sees whether the reader converts back.
+COLOURS = {"cup": (255, 0, 0), "keys": (0, 255, 0), "walker": (0, 0, 255)}
+
+
+def _tree(root: Path, layout: dict[str, dict[str, int]], ext: str = ".png") -> Path:
+    for scenario, classes in layout.items():
+        for cls, n in classes.items():
+            d = root / scenario / cls
+            d.mkdir(parents=True)
+            for i in range(n):
+                rgb = np.full((12, 16, 3), COLOURS[cls], np.uint8)
+                assert cv2.imwrite(str(d / f"img{i:02d}{ext}"), rgb[:, :, ::-1].copy())
+    return root
+
+
+@pytest.fixture
+def tree(tmp_path):
+    return _tree(tmp_path / "rec", {"b_night": {"cup": 2, "walker": 3},
+                                    "a_day": {"keys": 6, "cup": 6}})
+
+
+def test_synthetic_stream_is_reiterable_and_described():
+    s = synthetic_stream(seed=1, frames_per_scenario=2, image_size=(64, 48))
+    first, second = list(s.frames), list(s.frames)
+    assert len(s) == len(first) == 2 * len(s.scenarios)
+    assert all(a.image.tobytes() == b.image.tobytes() for a, b in zip(first, second,
+                                                                     strict=True))
+    assert first[0].image.shape == (48, 64, 3)
+    assert s.scenarios[0] == "day_kitchen" and "walker" in s.class_names
+    assert s.description["source"] == "synthetic" and s.description["seed"] == 1
+    assert [f.scenario for f in first_scenario_frames(s)] == ["day_kitchen"] * 2
+
+
+def test_folder_stream_order_labels_and_colour(tree):
+    s = folder_stream(tree)
+    assert s.scenarios == ["a_day", "b_night"]
+    assert s.class_names == ["cup", "keys", "walker"]
+    assert [f.scenario for f in s.frames] == ["a_day"] * 12 + ["b_night"] * 5
+    assert [f.index for f in s.frames] == list(range(17))
+    for f in s.frames:
+        assert f.image.dtype == np.uint8 and f.image.shape == (12, 16, 3)
+        assert tuple(f.image[0, 0]) == COLOURS[f.label]  # BGR on disk -> RGB in memory
+    day = [f.label for f in first_scenario_frames(s)]
+    assert len(day) == 12 and day != sorted(day)  # shuffled within the scenario
+    assert s.description["frames_per_scenario"] == {"a_day": 12, "b_night": 5}
+
+
+def test_folder_stream_shuffle_is_seeded(tree):
+    labels = lambda seed: [f.label for f in folder_stream(tree, seed=seed).frames]  # noqa: E731
+    assert labels(0) == labels(0)
+    assert labels(0) != labels(1)
+
+
+def test_folder_stream_resize_jpeg_and_hidden_files(tmp_path):
+    root = _tree(tmp_path / "r", {"s": {"cup": 2}}, ext=".jpg")
+    (root / ".DS_Store").write_bytes(b"junk")
+    (root / "s" / "cup" / ".hidden.txt").write_text("x")
+    s = folder_stream(root, image_size=(32, 24))
+    assert len(s) == 2 and s.frames[0].image.shape == (24, 32, 3)
+
+
+@pytest.mark.parametrize("case, match", [
+    ("missing", "not a directory"),
+    ("empty", "empty"),
+    ("file_at_scenario_level", "scenario level"),
+    ("file_at_class_level", "class level"),
+    ("dir_at_image_level", "image level"),
+    ("empty_scenario", "no class directories"),
+    ("empty_class", "no images"),
+    ("non_image", "not an image file"),
+    ("unreadable", "unreadable image"),
+])
+def test_folder_stream_errors_name_the_path(tmp_path, case, match):
+    root = tmp_path / "root"
+    if case != "missing":
+        root.mkdir()
+    if case not in ("missing", "empty"):
+        _tree(root, {"s": {"cup": 1}})
+    bad = {
+        "missing": root, "empty": root,
+        "file_at_scenario_level": root / "readme.md",
+        "file_at_class_level": root / "s" / "labels.csv",
+        "dir_at_image_level": root / "s" / "cup" / "more",
+        "empty_scenario": root / "t",
+        "empty_class": root / "s" / "keys",
+        "non_image": root / "s" / "cup" / "notes.txt",
+        "unreadable": root / "s" / "cup" / "broken.png",
+    }[case]
+    if case in ("dir_at_image_level", "empty_scenario", "empty_class"):
+        bad.mkdir()
+    elif case not in ("missing", "empty"):
+        bad.write_bytes(b"this is not an image")
+    with pytest.raises(ValueError, match=match) as err:
+        folder_stream(root)
+    assert str(bad) in str(err.value)
