@@ -9,7 +9,22 @@ round stay pending for the next one.
 
 Cost accounting is the same for every policy: a round's time/energy/FLOPs cover pseudo-labelling,
 SimFreeze probes, training and validation; embedding frames for the drift detector (only for
-policies that use it) is accumulated as ``overhead_*`` and reported in ``status()``.
+policies that use it) is accumulated as ``overhead_*`` and reported in ``status()``; the
+benchmark adds it to the policy's tuning time, energy and FLOPs.
+
+Semi-supervised rounds (policies with ``uses_semi_supervised``, i.e. ``etuner``):
+
+* AdaBN: the candidate adopts the BatchNorm statistics of the newest ``adabn_frames`` camera
+  frames (those passed to ``observe_frames``; the unlabelled pool if there are none) before it
+  trains: one forward pass, BN in train mode, no gradients, only BN buffers change. A new light
+  or camera mostly shifts low-level activation statistics, which this re-centres for free; the
+  training that follows (BN frozen) adapts the weights to the re-normalised features. Its
+  forward pass is inside the round's time/energy/FLOPs.
+* Pseudo-labels: only from the newest ``pseudo_pool`` unlabelled frames, only while the
+  deployed model's ``recent_accuracy`` is at least ``pseudo_min_accuracy`` (a struggling model
+  would teach itself its own mistakes), at most ``pseudo_per_label`` per real label in the round
+  (and ``max_pseudo``), confidence >= ``pseudo_threshold``, loss weight ``pseudo_weight``. No
+  pool/gate passes: no pseudo-labelling inference is run at all.
 """
 
 from __future__ import annotations
@@ -119,6 +134,12 @@ class ContinualTuner:
         self._fps = 0.0
         self._last_round_end: float | None = None
         self._new_since_decide = 0
+        self._rejected_streak = 0
+        self._bn_only_next = False
+        self._bn_ref: torch.Tensor | None = None  # input stats the serving BN was adapted to
+        self._input_shift = 0.0
+        self._adapted: dict[int, torch.Tensor] = {}  # id(candidate) -> its AdaBN input stats
+        self._bn_only_ids: set[int] = set()
         self.rounds_done = self.rounds_deferred = self.rounds_merged = 0
         self.labels_seen = 0
         self.overhead_seconds = self.overhead_joules = self.overhead_flops = 0.0
@@ -191,9 +212,11 @@ class ContinualTuner:
                 with self._meter.measure() as m:
                     t0 = time.perf_counter()
                     x = self._x(images[-self.config.adabn_frames:])
+                    with self._lock:
+                        self._frames.extend(x)
+                        self._update_input_shift()
                     dt = time.perf_counter() - t0
                 with self._lock:
-                    self._frames.extend(x)
                     self.overhead_seconds += dt
                     self.overhead_joules += m.joules
             return self.drift.score
@@ -213,11 +236,26 @@ class ContinualTuner:
                 self._window.extend(x)
                 if self.policy.uses_semi_supervised and self.config.adabn_frames > 0:
                     self._frames.extend(x)
+                    self._update_input_shift()
                 dt = time.perf_counter() - t0
             self.overhead_seconds += dt
             self.overhead_joules += m.joules
             self.overhead_flops += len(keep) * sum(group_flops(self.deployed)[:-1])
             return score
+
+    @staticmethod
+    def _input_stats(x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x.mean(dim=(0, 2, 3)), x.std(dim=(0, 2, 3))])
+
+    def _update_input_shift(self) -> None:
+        """Max |change| of per-channel input mean/std since the serving BN was adapted (the
+        first full pool is the reference of the starting model)."""
+        if len(self._frames) < self.config.adabn_frames:
+            return
+        s = self._input_stats(torch.stack(list(self._frames)))
+        if self._bn_ref is None:
+            self._bn_ref = s
+        self._input_shift = float((s - self._bn_ref).abs().max())
 
     def _embed(self, bundle: ModelBundle, x: torch.Tensor) -> torch.Tensor:
         bundle.model.eval()
@@ -236,7 +274,9 @@ class ContinualTuner:
                                           else max(0.0, now - self._oldest_pending)),
             inference_fps=self._fps, recent_accuracy=acc,
             change_score=self.drift.score if self.policy.uses_drift else 0.0,
-            change_detected=bool(self.drift.changed) if self.policy.uses_drift else False)
+            change_detected=bool(self.drift.changed) if self.policy.uses_drift else False,
+            rejected_streak=self._rejected_streak,
+            input_shift=self._input_shift if self.policy.uses_semi_supervised else 0.0)
 
     def decide(self, now: float, force: bool = False) -> Decision:
         """Ask the policy; ``force`` tunes whenever there is anything to train on."""
@@ -252,8 +292,9 @@ class ContinualTuner:
                 d = self.policy.decide(obs)
                 if not d.tune and obs.pending_labels > 0:
                     self.rounds_deferred += 1
-            if d.tune and (d.unfreeze or obs.change_detected):
+            if d.tune and not d.bn_only and (d.unfreeze or obs.change_detected):
                 self._unfreeze_next = True
+            self._bn_only_next = bool(d.tune and d.bn_only)
             self.last_reason = d.reason
             return d
 
@@ -262,6 +303,10 @@ class ContinualTuner:
                   progress: Callable[[str], None] | None = None) -> RoundResult:
         """Train on all pending labels + replay (+ pseudo-labels); see the module docstring."""
         cfg = self.config.train
+        with self._lock:
+            bn_only, self._bn_only_next = self._bn_only_next, False
+        if bn_only:
+            return self._adapt_round(now)
         with self._lock:
             self.busy = True
             new, self._pending = self._pending, []
@@ -303,6 +348,7 @@ class ContinualTuner:
                 if bn_x is not None:
                     adapt_bn(cand.model, bn_x, tc.adabn_momentum)
                     flops += bn_x.shape[0] * sum(gf)
+                    self._adapted[id(cand)] = self._input_stats(bn_x)
                 items = new + replay
                 x = torch.stack([it.x for it in items]) if items else \
                     torch.zeros(0, 3, cand.input_size, cand.input_size)
@@ -350,6 +396,7 @@ class ContinualTuner:
                     if j < cfg.replay_capacity:
                         self._replay[j] = it
             self.rounds_done += 1
+            self._rejected_streak = 0 if out.accepted else self._rejected_streak + 1
             self._last_round_end = now + duration
             if self.drift.changed and not out.accepted:
                 # The round handled the change even though the serving model stays: the
@@ -363,6 +410,46 @@ class ContinualTuner:
                                "n_pseudo": n_pseudo, "frozen_groups": frozen_names,
                                "train_flops": flops, "reason": reason}
         return result
+
+    def _adapt_round(self, now: float) -> RoundResult:
+        """AdaBN-only round: the serving model adopts the newest frames' BN statistics. No
+        labels are used (pending ones stay pending), nothing is trained, so there is nothing
+        to validate on: held-out labels of the new scene do not exist yet, and old-scene ones
+        would veto exactly the adaptation this round is for. The next full round's validation
+        compares against this model."""
+        tc = self.config
+        with self._lock:
+            self.busy = True
+            pool = self._frames if self._frames else self._unlabelled
+            bn_x = torch.stack(list(pool)[-tc.adabn_frames:]) if len(pool) >= 2 else None
+            current = self.deployed
+        try:
+            with self._meter.measure() as meter:
+                t0 = time.perf_counter()
+                cand = current.clone()
+                cand.version = current.version + 1
+                flops = 0.0
+                if bn_x is not None:
+                    adapt_bn(cand.model, bn_x, tc.adabn_momentum)
+                    flops = bn_x.shape[0] * sum(group_flops(cand))
+                duration = time.perf_counter() - t0
+        finally:
+            with self._lock:
+                self.busy = False
+        n = 0 if bn_x is None else int(bn_x.shape[0])
+        reason = f"AdaBN only: BN statistics of the newest {n} frames, no training"
+        with self._lock:
+            if bn_x is not None:
+                self._adapted[id(cand)] = self._input_stats(bn_x)
+                self._bn_only_ids.add(id(cand))
+            self.rounds_done += 1
+            self.last_round = {"duration_s": duration, "accepted": bn_x is not None,
+                               "val_accuracy": float("nan"),
+                               "baseline_val_accuracy": float("nan"), "n_labels": 0,
+                               "n_replay": 0, "n_pseudo": 0, "frozen_groups": [],
+                               "train_flops": flops, "reason": reason}
+        return RoundResult(cand, bn_x is not None, float("nan"), float("nan"), duration, flops,
+                           meter.joules, meter.source, 0, 0, 0, [], reason, 0)
 
     def _group_outputs(self, bundle: ModelBundle, probe: torch.Tensor) -> list[torch.Tensor]:
         """Outputs of every group but the head on the probe (groups in order = forward)."""
@@ -382,6 +469,19 @@ class ContinualTuner:
             for name in bundle.class_names:
                 if name not in self.class_names:
                     self.class_names.append(name)
+            stats = self._adapted.pop(id(bundle), None)
+            if stats is not None:
+                self._bn_ref = stats
+                self._input_shift = 0.0
+            self._adapted.clear()
+            if id(bundle) in self._bn_only_ids:
+                # Same weights, new BN statistics: keep the accuracy evidence (clearing it
+                # at every refresh would blind LazyTune's accuracy rule) and let the drift
+                # reference refill from the next frames (no re-embedding cost).
+                self._bn_only_ids.clear()
+                self.drift.reset_reference(None)
+                return
+            self._bn_only_ids.clear()
             self._recent.clear()  # accuracy of the old model says nothing about the new one
             if self.policy.uses_drift:
                 with self._meter.measure() as m:

@@ -89,3 +89,21 @@ def test_enough_labels_and_inference_intensity():
 def test_simfreeze_policy_unfreezes_on_change():
     d = make_policy("simfreeze").decide(obs(change_detected=True, change_score=9.0))
     assert d.tune and d.unfreeze
+
+
+def test_backoff_after_rejected_rounds_needs_more_labels():
+    p = make_policy("lazytune", acc_threshold=0.6, min_labels=6, backoff=True)
+    assert p.decide(obs(recent_accuracy=0.3, pending_labels=6)).tune
+    assert not p.decide(obs(recent_accuracy=0.3, pending_labels=6, rejected_streak=1)).tune
+    assert p.decide(obs(recent_accuracy=0.3, pending_labels=12, rejected_streak=1)).tune
+    # a detected change still tunes promptly, whatever the streak
+    assert p.decide(obs(pending_labels=6, rejected_streak=3, change_detected=True)).tune
+
+
+def test_etuner_adapts_bn_only_when_the_camera_statistics_moved():
+    p = make_policy("etuner", adapt_shift=0.3)
+    d = p.decide(obs(pending_labels=0, input_shift=0.8))
+    assert d.tune and d.bn_only and "adapt BN" in d.reason
+    assert not p.decide(obs(pending_labels=0, input_shift=0.1)).tune
+    full = p.decide(obs(recent_accuracy=0.1, pending_labels=10, input_shift=0.8))
+    assert full.tune and not full.bn_only  # a due full round includes AdaBN anyway

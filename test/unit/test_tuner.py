@@ -135,3 +135,47 @@ def test_recent_accuracy_from_predictions():
     assert t.status()["recent_accuracy"] == 0.0
     t.observe_labels(labels(50, 10, label="a", predicted="a"), now=0.0)
     assert t.status()["recent_accuracy"] == 0.5
+
+
+def test_etuner_round_adapts_bn_and_gates_pseudo_labels_on_recent_accuracy():
+    b = start_bundle()
+    t = ContinualTuner(b, "etuner", cfg())
+    t.observe_unlabelled(images(16, 150, seed=5))
+    t.observe_labels(labels(1, 12, predicted="b"), now=0.0)  # recent accuracy 0: no pseudo
+    r = t.run_round(1.0)
+    assert r.n_pseudo == 0
+    bn = torch.nn.modules.batchnorm._BatchNorm
+    old = [m.running_mean for m in b.model.modules() if isinstance(m, bn)]
+    new = [m.running_mean for m in r.candidate.model.modules() if isinstance(m, bn)]
+    assert not torch.allclose(old[0], new[0])  # AdaBN: adopted the new frames' statistics
+    t2 = ContinualTuner(start_bundle(), "etuner", cfg())
+    t2.config.train.pseudo_threshold = 0.0
+    t2.observe_unlabelled(images(16, 150, seed=5))
+    t2.observe_labels(labels(1, 12, predicted="a"), now=0.0)  # recent accuracy 1.0
+    r2 = t2.run_round(1.0)
+    assert 0 < r2.n_pseudo <= min(4, r2.n_labels)  # capped by max_pseudo and by real labels
+
+
+def test_bn_only_round_changes_only_bn_buffers_and_keeps_labels_pending():
+    t = ContinualTuner(start_bundle(), "etuner", cfg(batch_labels=1000, max_wait_s=1000))
+    t._embed = lambda _b, x: x.mean(dim=(2, 3))
+    now = 0.0
+    for k in range(4):
+        now += 1
+        t.observe_frames(images(16, 60, seed=k), now)
+    t.observe_labels(labels(1, 3, value=60), now)
+    assert not t.decide(now).tune
+    for k in range(4):  # the light changes: input statistics move
+        now += 1
+        t.observe_frames(images(16, 200, seed=50 + k), now)
+    d = t.decide(now)
+    assert d.tune and d.bn_only
+    pending = t.status()["pending"]
+    before = {k: v.clone() for k, v in t.deployed.model.state_dict().items()}
+    r = t.run_round(now)
+    assert r.accepted and r.n_labels == 0 and r.train_flops > 0 and t.status()["pending"] == pending
+    after = r.candidate.model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.endswith(("running_mean", "running_var")) for k in changed)
+    t.deploy(r.candidate)
+    assert not t.decide(now).tune  # adapted: the shift is measured from the new statistics

@@ -11,7 +11,8 @@ class Observation:
 
     ``recent_accuracy`` is the deployed model's accuracy on the newest corrections and
     confirmations (None until enough arrived); ``change_score``/``change_detected`` come from the
-    drift detector (0/False for policies that do not use it).
+    drift detector (0/False for policies that do not use it); ``rejected_streak`` counts the
+    latest rounds in a row whose candidate was rejected (0 after an accepted round).
     """
 
     now: float
@@ -23,15 +24,21 @@ class Observation:
     recent_accuracy: float | None
     change_score: float
     change_detected: bool
+    rejected_streak: int = 0  # consecutive latest rounds whose candidate failed validation
+    input_shift: float = 0.0  # how far the camera's input statistics moved since the serving
+    #                           model's BatchNorm statistics were last adapted (semi-supervised)
 
 
 @dataclass
 class Decision:
-    """``unfreeze`` asks SimFreeze to thaw every group for this round (scenario change)."""
+    """``unfreeze`` asks SimFreeze to thaw every group for this round (scenario change);
+    ``bn_only`` asks for an AdaBN-only round (no labels, no training: the serving model adopts
+    the newest frames' BatchNorm statistics)."""
 
     tune: bool
     reason: str
     unfreeze: bool = False
+    bn_only: bool = False
 
 
 class Policy:

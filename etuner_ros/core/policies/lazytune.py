@@ -9,7 +9,9 @@ Rule (our design; checked in this order, the first that fires wins):
    unfreeze: the home changed, the model is stale for everything it sees.
 4. *accuracy drop*: the deployed model's accuracy on recent corrections+confirmations is below
    ``acc_threshold`` (0.5; the caregiver corrects errors more than it confirms successes, so
-   this ratio reads lower than true accuracy) and ``min_labels`` pending -> tune.
+   this ratio reads lower than true accuracy) and ``min_labels`` pending -> tune. With
+   ``backoff``, each rejected round in a row raises that to ``min_labels * (1 + streak)``: a
+   round that failed validation is re-tried only with more new evidence, not with the same.
 5. *enough data*: pending >= target, where target = ``batch_labels`` (48) scaled by
    ``fps_ref / fps`` (8 fps) and clipped to [``min_labels``, ``max_labels``]: the more frames
    the robot serves per second, the more a better model is worth, so merge less.
@@ -26,7 +28,8 @@ class LazyTunePolicy(Policy):
     uses_drift = True
 
     def __init__(self, max_wait_s: float = 90.0, min_labels: int = 6, batch_labels: int = 48,
-                 max_labels: int = 160, acc_threshold: float = 0.5, fps_ref: float = 8.0) -> None:
+                 max_labels: int = 160, acc_threshold: float = 0.5, fps_ref: float = 8.0,
+                 backoff: bool = True) -> None:
         if max_wait_s <= 0 or min_labels < 1 or batch_labels < 1 or fps_ref <= 0:
             raise ValueError("lazytune: max_wait_s, fps_ref > 0; min_labels, batch_labels >= 1")
         self.max_wait_s = float(max_wait_s)
@@ -35,6 +38,7 @@ class LazyTunePolicy(Policy):
         self.max_labels = int(max(max_labels, min_labels))
         self.acc_threshold = float(acc_threshold)
         self.fps_ref = float(fps_ref)
+        self.backoff = bool(backoff)
 
     def target(self, fps: float) -> int:
         """Labels to merge before a round in steady state, for this inference rate."""
@@ -54,7 +58,8 @@ class LazyTunePolicy(Policy):
             return Decision(True, f"tune: scenario change (score {obs.change_score:.1f}), "
                                   f"{n} labels", unfreeze=True)
         acc = obs.recent_accuracy
-        if acc is not None and acc < self.acc_threshold and n >= self.min_labels:
+        need = self.min_labels * (1 + obs.rejected_streak) if self.backoff else self.min_labels
+        if acc is not None and acc < self.acc_threshold and n >= need:
             return Decision(True, f"tune: accuracy {acc:.2f} < {self.acc_threshold:.2f}, "
                                   f"{n} labels")
         target = self.target(obs.inference_fps)
