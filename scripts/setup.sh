@@ -37,6 +37,7 @@ export AMENT_PREFIX_PATH="$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
 export CMAKE_PREFIX_PATH="$VENV${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
 
 log "colcon build"
+mkdir -p "$ROOT/log"
 colcon --log-base "$ROOT/log" build --base-paths "$ROOT" \
   --build-base "$ROOT/build" --install-base "$ROOT/install" \
   --event-handlers console_direct- status- summary+ \
