@@ -26,13 +26,13 @@ import numpy as np
 class DriftConfig:
     """Defaults in one place. Units: features (one per observed frame)."""
 
-    window: int = 48          # recent window length
-    reference: int = 96       # reference window length (filled after each reset)
-    min_recent: int = 16      # no score until this many recent features
-    on_threshold: float = 4.0
-    off_threshold: float = 2.0
+    window: int = 24          # recent window length (the tuner embeds every 4th frame: 12 s)
+    reference: int = 48       # reference window length (filled after each reset)
+    min_recent: int = 8       # no score until this many recent features
+    on_threshold: float = 3.0  # within one scene the score stays below ~2 at these windows;
+    off_threshold: float = 1.5  # a dim light reads ~3.2 from the starting model
     confirm: int = 2          # consecutive updates at/above on_threshold
-    cooldown: int = 16        # features after a reset before a change may be declared
+    cooldown: int = 4         # features after a reset before a change may be declared
 
 
 class DriftDetector:

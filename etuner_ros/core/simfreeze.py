@@ -1,10 +1,13 @@
 """SimFreeze: freeze layer groups whose representation has stopped changing.
 
 Rule (our design): a fixed probe batch (the first ``probe_size`` labelled frames the tuner sees)
-is pushed through the model at every check (before the first round, then after a round once
-``check_every`` sample-passes were trained since the last check).
-For each layer group ``i`` except the head we compute ``linear_cka(out_i(now), out_i(last
-check))``; a group is *stable* after ``patience`` consecutive checks at or above ``threshold``.
+is pushed through the candidate right before a round trains (after its AdaBN step, so new
+BatchNorm statistics are not mistaken for learning: :meth:`set_reference`) and right after it
+(:meth:`check`), in every round that trains at least ``check_every`` sample-passes (a tiny
+round would see "no change" because too little training happened).
+For each layer group ``i`` except the head we compute ``linear_cka(out_i(after), out_i(before))``:
+how much this round's training moved the group's representation; a group is *stable* after
+``patience`` consecutive checks at or above ``threshold``.
 The frozen prefix is the longest run of stable groups from the front (a frozen group needs its
 inputs frozen too, otherwise its cached outputs would be stale), capped so the head group always
 trains. Groups never thaw on their own: a frozen group does not train, so its CKA stays 1; only
@@ -63,6 +66,13 @@ class SimFreeze:
         self.probe = probe.detach().clone()
         self._last = [None] * len(self._last)
         self.stable = [0] * len(self.stable)
+
+    def set_reference(self, outputs: list[torch.Tensor]) -> None:
+        """Outputs of groups ``0..G-2`` on the probe that the next :meth:`check` compares
+        against (the candidate before training); does not count as a check."""
+        if len(outputs) != len(self._last):
+            raise ValueError(f"expected {len(self._last)} group outputs, got {len(outputs)}")
+        self._last = [o.detach().clone() for o in outputs]
 
     def check(self, outputs: list[torch.Tensor]) -> int:
         """Record the outputs of groups ``0..G-2`` on the probe; return the new frozen prefix."""

@@ -66,7 +66,8 @@ class TunerConfig:
     unlabelled_capacity: int = 256  # newest unlabelled frames kept for pseudo-labels
     accuracy_window: int = 24       # labels behind recent_accuracy
     accuracy_min: int = 8           # recent_accuracy is None below this many
-    drift_every: int = 1            # embed every n-th observed frame for the drift detector
+    drift_every: int = 4            # embed every n-th observed frame for the drift detector:
+    #                                 embedding every frame cost ~20% of etuner's tuning time
     # Semi-supervised policies only (see the module docstring, "Semi-supervised rounds"):
     adabn_frames: int = 48          # newest camera frames whose BN statistics a round adopts
     adabn_momentum: float = 1.0     # 1.0: replace BN statistics; <1: blend with the old ones
@@ -223,24 +224,31 @@ class ContinualTuner:
         with self._lock:
             if self._last_round_end is None:
                 self._last_round_end = now
-            keep = [img for i, img in enumerate(images)
-                    if (self._frame_count + i) % self.config.drift_every == 0]
+            sel = [i for i in range(len(images))
+                   if (self._frame_count + i) % self.config.drift_every == 0]
             self._frame_count += len(images)
-            if not keep:
+            semi = self.policy.uses_semi_supervised and self.config.adabn_frames > 0
+            if not sel and not semi:
                 return self.drift.score
             with self._meter.measure() as m:
                 t0 = time.perf_counter()
-                x = self._x(keep)
-                feats = self._embed(self.deployed, x)
-                score = self.drift.update(feats.numpy())
-                self._window.extend(x)
-                if self.policy.uses_semi_supervised and self.config.adabn_frames > 0:
-                    self._frames.extend(x)
+                # AdaBN wants every recent frame; the detector only every drift_every-th.
+                xa = self._x(images[-self.config.adabn_frames:] if semi and not sel
+                             else images)
+                if semi:
+                    self._frames.extend(xa[-self.config.adabn_frames:])
                     self._update_input_shift()
+                score = self.drift.score
+                if sel:
+                    x = xa[sel] if xa.shape[0] == len(images) else self._x(
+                        [images[i] for i in sel])
+                    feats = self._embed(self.deployed, x)
+                    score = self.drift.update(feats.numpy())
+                    self._window.extend(x)
                 dt = time.perf_counter() - t0
             self.overhead_seconds += dt
             self.overhead_joules += m.joules
-            self.overhead_flops += len(keep) * sum(group_flops(self.deployed)[:-1])
+            self.overhead_flops += len(sel) * sum(group_flops(self.deployed)[:-1])
             return score
 
     @staticmethod
@@ -341,14 +349,16 @@ class ContinualTuner:
                 t0 = time.perf_counter()
                 flops = 0.0
                 gf = group_flops(cand)
-                if use_sf and self.simfreeze.probe is not None \
-                        and not self.simfreeze.has_reference:
-                    self.simfreeze.check(self._group_outputs(cand, self.simfreeze.probe))
-                    flops += self.simfreeze.probe.shape[0] * sum(gf[:-1])
                 if bn_x is not None:
                     adapt_bn(cand.model, bn_x, tc.adabn_momentum)
                     flops += bn_x.shape[0] * sum(gf)
                     self._adapted[id(cand)] = self._input_stats(bn_x)
+                n_items = len(new) + len(replay)
+                sf_check = use_sf and self.simfreeze.probe is not None and \
+                    n_items * cfg.epochs >= self.config.simfreeze.check_every
+                if sf_check:  # before training (after AdaBN): what this round's training moves
+                    self.simfreeze.set_reference(self._group_outputs(cand, self.simfreeze.probe))
+                    flops += self.simfreeze.probe.shape[0] * sum(gf[:-1])
                 items = new + replay
                 x = torch.stack([it.x for it in items]) if items else \
                     torch.zeros(0, 3, cand.input_size, cand.input_size)
@@ -367,10 +377,8 @@ class ContinualTuner:
                 out = train_round(current, names, x, y, w, vx, vy, frozen, cfg, progress,
                                   candidate=cand)
                 flops += out.train_flops
-                self._trained_since_check += out.n_train * out.epochs_run
-                if use_sf and out.accepted and self.simfreeze.probe is not None and \
-                        self._trained_since_check >= self.config.simfreeze.check_every:
-                    self._trained_since_check = 0
+                if sf_check and out.n_train * out.epochs_run >= \
+                        self.config.simfreeze.check_every:
                     self.simfreeze.check(self._group_outputs(out.candidate,
                                                              self.simfreeze.probe))
                     flops += self.simfreeze.probe.shape[0] * sum(gf[:-1])

@@ -58,3 +58,15 @@ def test_wrong_number_of_outputs_raises():
     sf = SimFreeze(NAMES)
     with pytest.raises(ValueError):
         sf.check(outs()[:2])
+
+
+def test_reference_before_training_measures_what_the_round_moved():
+    sf = SimFreeze(NAMES)  # defaults: threshold 0.99, patience 1
+    before = outs()
+    sf.set_reference(before)
+    moved = [before[0].clone(), outs(seed=7)[1], before[2].clone()]
+    assert sf.checks == 0 and sf.check(moved) == 1  # g1 moved: it and g2 behind it train
+    sf.unfreeze_all()
+    assert sf.frozen_prefix == 0
+    sf.set_reference(before)
+    assert sf.check([t.clone() for t in before]) == 3  # re-freezes after one quiet round

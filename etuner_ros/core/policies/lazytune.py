@@ -10,8 +10,9 @@ Rule (our design; checked in this order, the first that fires wins):
 4. *accuracy drop*: the deployed model's accuracy on recent corrections+confirmations is below
    ``acc_threshold`` (0.5; the caregiver corrects errors more than it confirms successes, so
    this ratio reads lower than true accuracy) and ``min_labels`` pending -> tune. With
-   ``backoff``, each rejected round in a row raises that to ``min_labels * (1 + streak)``: a
-   round that failed validation is re-tried only with more new evidence, not with the same.
+   ``backoff`` (default on), each rejected round in a row raises that to
+   ``min_labels * (1 + streak)``: a round that failed validation is re-tried only with more
+   new evidence, not with the same.
 5. *enough data*: pending >= target, where target = ``batch_labels`` (48) scaled by
    ``fps_ref / fps`` (8 fps) and clipped to [``min_labels``, ``max_labels``]: the more frames
    the robot serves per second, the more a better model is worth, so merge less.
