@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         "\n")[0])
     p.add_argument("--stream", default="synthetic", help="'synthetic' or a folder stream path")
     p.add_argument("--policies", nargs="+", default=list(POLICY_NAMES), choices=POLICY_NAMES)
-    p.add_argument("--out", default="bench/out", help="output folder (results.json, PNG)")
+    p.add_argument("--out", default="bench", help="output folder (results.json, PNG)")
     p.add_argument("--data-dir", default="bench/cache", help="cache of starting models")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--frames-per-scenario", type=int, default=None)

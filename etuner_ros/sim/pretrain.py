@@ -69,10 +69,12 @@ def train_base_model(frames: Sequence[Frame], class_names: Sequence[str],
         steps = epochs * -(-len(frames) // BATCH)
         # Cosine decay: the last epochs settle instead of ending on a noisy high-LR step.
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
-        bar = tqdm(total=steps, desc=f"pretrain {arch}", unit="step", disable=not progress,
+        # A progress bar on a terminal; in a log (CI, the demo's output) one line per epoch.
+        tty = progress and sys.stderr.isatty()
+        bar = tqdm(total=steps, desc=f"pretrain {arch}", unit="step", disable=not tty,
                    leave=False)
         model.train()
-        for _ in range(epochs):
+        for epoch in range(epochs):
             perm = torch.randperm(len(frames))
             for i in range(0, len(frames), BATCH):
                 idx = perm[i:i + BATCH]
@@ -85,6 +87,9 @@ def train_base_model(frames: Sequence[Frame], class_names: Sequence[str],
                 sched.step()
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss.item():.3f}")
+            if progress and not tty:
+                print(f"[pretrain] epoch {epoch + 1}/{epochs}: last loss {loss.item():.3f}",
+                      flush=True)
         bar.close()
         recalibrate_batchnorm(model, x)  # train-mode dropout draws random numbers too
     bundle = ModelBundle(model, arch, names, version=1, input_size=input_size)
