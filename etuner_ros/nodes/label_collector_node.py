@@ -16,8 +16,6 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
@@ -25,8 +23,9 @@ from etuner_ros.core.store import SampleStore
 from etuner_ros.msg import DetectionArray, LabelCorrection
 from etuner_ros.ros.diagnostics import OK, WARN, Diagnostics
 from etuner_ros.ros.image import ImageConversionError, image_to_rgb
-from etuner_ros.ros.params import ParameterError, declare
+from etuner_ros.ros.params import declare
 from etuner_ros.ros.qos import RELIABILITY_CHOICES, image_qos, reliable_qos
+from etuner_ros.ros.run import run_node
 
 PREDICTION_WAIT_S = 0.5  # how long a paired correction waits for its frame's detections
 
@@ -188,18 +187,4 @@ class LabelCollectorNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Run the node alone."""
-    rclpy.init(args=args)
-    try:
-        node = LabelCollectorNode()
-    except ParameterError as exc:
-        rclpy.logging.get_logger("label_collector").fatal(str(exc))
-        rclpy.try_shutdown()
-        return 2
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(LabelCollectorNode, "label_collector", args, threads=1)

@@ -16,10 +16,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import rclpy
 import torch
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import Image, RegionOfInterest
 
@@ -30,6 +28,7 @@ from etuner_ros.ros.diagnostics import OK, WARN, Diagnostics
 from etuner_ros.ros.image import ImageConversionError, image_to_rgb, rgb_to_image
 from etuner_ros.ros.params import ParameterError, declare
 from etuner_ros.ros.qos import RELIABILITY_CHOICES, image_qos, latched_qos, reliable_qos
+from etuner_ros.ros.run import run_node
 from etuner_ros.srv import SwapWeights
 
 
@@ -247,20 +246,4 @@ def _annotate(rgb: np.ndarray, name: str, score: float, version: int) -> np.ndar
 
 def main(args: list[str] | None = None) -> int:
     """Run the node alone; two executor threads so a swap loads while frames are served."""
-    rclpy.init(args=args)
-    try:
-        node = PerceptionNode()
-    except ParameterError as exc:
-        rclpy.logging.get_logger("perception").fatal(str(exc))
-        rclpy.try_shutdown()
-        return 2
-    executor = MultiThreadedExecutor(num_threads=2)
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(PerceptionNode, "perception", args, threads=2)

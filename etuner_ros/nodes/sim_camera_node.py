@@ -18,9 +18,7 @@ import time
 from collections import deque
 from typing import Any
 
-import rclpy
 from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import Bool, Header
@@ -30,6 +28,7 @@ from etuner_ros.ros.diagnostics import OK, Diagnostics
 from etuner_ros.ros.image import rgb_to_image
 from etuner_ros.ros.params import ParameterError, declare
 from etuner_ros.ros.qos import RELIABILITY_CHOICES, image_qos, latched_qos, reliable_qos
+from etuner_ros.ros.run import run_node
 from etuner_ros.sim.world import SyntheticWorld
 
 # Diagnostics packs the level with bytes([level]): hand it ints, not the msg's bytes constants.
@@ -185,23 +184,7 @@ def _name(scenario: Any) -> str:
 
 def main(args: list[str] | None = None) -> int:
     """Run the camera alone (``ros2 run etuner_ros sim_camera``)."""
-    rclpy.init(args=args)
-    try:
-        node = SimCameraNode()
-    except ParameterError as exc:
-        rclpy.logging.get_logger("sim_camera").fatal(str(exc))
-        rclpy.try_shutdown()
-        return 2
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(SimCameraNode, "sim_camera", args, threads=1)
 
 
 if __name__ == "__main__":

@@ -17,15 +17,14 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-import rclpy
 from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
 from etuner_ros.msg import DetectionArray, LabelCorrection, SimGroundTruth
 from etuner_ros.ros.diagnostics import OK, WARN, Diagnostics
 from etuner_ros.ros.params import ParameterError, declare
 from etuner_ros.ros.qos import reliable_qos
+from etuner_ros.ros.run import run_node
 from etuner_ros.sim.caregiver import Caregiver
 
 # Diagnostics packs the level with bytes([level]): hand it ints, not the msg's bytes constants.
@@ -197,23 +196,7 @@ def _key(header: Any) -> tuple[int, int]:
 
 def main(args: list[str] | None = None) -> int:
     """Run the caregiver alone (``ros2 run etuner_ros sim_caregiver``)."""
-    rclpy.init(args=args)
-    try:
-        node = SimCaregiverNode()
-    except ParameterError as exc:
-        rclpy.logging.get_logger("sim_caregiver").fatal(str(exc))
-        rclpy.try_shutdown()
-        return 2
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(SimCaregiverNode, "sim_caregiver", args, threads=1)
 
 
 if __name__ == "__main__":

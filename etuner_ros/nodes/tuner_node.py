@@ -19,10 +19,8 @@ from collections import deque
 from dataclasses import replace
 from pathlib import Path
 
-import rclpy
 import torch
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_srvs.srv import SetBool, Trigger
@@ -35,8 +33,9 @@ from etuner_ros.core.tuner import ContinualTuner, TunerConfig
 from etuner_ros.msg import DetectionArray, ModelInfo, TunerStatus
 from etuner_ros.ros.diagnostics import ERROR, OK, WARN, Diagnostics
 from etuner_ros.ros.image import ImageConversionError, image_to_rgb
-from etuner_ros.ros.params import ParameterError, declare
+from etuner_ros.ros.params import declare
 from etuner_ros.ros.qos import RELIABILITY_CHOICES, image_qos, latched_qos, reliable_qos
+from etuner_ros.ros.run import run_node
 from etuner_ros.srv import SwapWeights
 
 
@@ -354,20 +353,4 @@ def _float(v) -> float:
 
 def main(args: list[str] | None = None) -> int:
     """Run the node alone; services answer on other executor threads during a swap wait."""
-    rclpy.init(args=args)
-    try:
-        node = TunerNode()
-    except ParameterError as exc:
-        rclpy.logging.get_logger("tuner").fatal(str(exc))
-        rclpy.try_shutdown()
-        return 2
-    executor = MultiThreadedExecutor(num_threads=3)
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(TunerNode, "tuner", args, threads=3)
