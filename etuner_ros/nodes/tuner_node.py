@@ -130,7 +130,9 @@ class TunerNode(Node):
                                      "share of labels kept out to validate candidates; 0 "
                                      "accepts every candidate", minimum=0.0, maximum=0.9,
                                      read_only=True))
-        return TunerConfig(train=train)
+        # The node already subsamples the camera (drift_every_n): the engine embeds every frame
+        # it is given.
+        return TunerConfig(train=train, drift_every=1)
 
     # --- inputs --------------------------------------------------------------------------
     def _on_model_info(self, info: ModelInfo) -> None:

@@ -54,7 +54,12 @@ def system(tmp_path_factory):
         "/**/tuner:\n  ros__parameters:\n    policy: none\n    poll_period_s: 0.2\n"
         # The base model is random: validate nothing, so every candidate is swapped in.
         "    holdout_fraction: 0.0\n"
-        "/**/label_collector:\n  ros__parameters:\n    unlabelled_every_n: 2\n")
+        "/**/label_collector:\n  ros__parameters:\n    unlabelled_every_n: 2\n"
+        # Reliable image delivery: the tests count frames, so a best-effort drop under CPU
+        # load (correct behaviour for a camera) would read as a lost detection.
+        "    image_reliability: reliable\n    image_queue_depth: 50\n"
+        "/**/perception:\n  ros__parameters:\n    image_reliability: reliable\n"
+        "    image_queue_depth: 50\n")
     sut = Bringup(d / "bringup.log", "--params-file", str(overlay), "--checkpoint", str(ckpt),
                   "--namespace", "robot")
     probe = Probe(namespace="robot")
@@ -231,7 +236,7 @@ def test_perception_keeps_publishing_through_a_swap(system):
            for d in system["dets"]}
     versions = [got.get((s.sec, s.nanosec)) for s in stamps]
     answered = [v for v in versions if v is not None]
-    assert len(answered) >= 0.9 * len(stamps), f"{len(answered)}/{len(stamps)} frames answered"
+    assert len(answered) == len(stamps), f"{len(answered)}/{len(stamps)} frames answered"
     assert target in answered and answered[-1] == target
     first_new = answered.index(target)
     assert all(v == target for v in answered[first_new:]), "versions must not flip back"
