@@ -18,7 +18,6 @@ import time
 from collections import deque
 from typing import Any
 
-from rclpy.exceptions import ParameterException
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import Bool, Header
@@ -47,10 +46,7 @@ class SimCameraNode(Node):
         super().__init__("sim_camera", **kwargs)
         try:
             self._declare_parameters()
-        except ParameterException as exc:  # rclpy's own range/type refusal: same clear error
-            self.destroy_node()
-            raise ParameterError(f"sim_camera: {exc}") from exc
-        except ParameterError:
+        except ParameterError:  # declare() also turns rclpy's range/type refusals into it
             self.destroy_node()
             raise
 

@@ -17,7 +17,6 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-from rclpy.exceptions import ParameterException
 from rclpy.node import Node
 
 from etuner_ros.msg import DetectionArray, LabelCorrection, SimGroundTruth
@@ -69,10 +68,7 @@ class SimCaregiverNode(Node):
                                     maximum=1.0, read_only=True))
             self.source = str(declare(self, "source", "sim_caregiver",
                                       "LabelCorrection.source of what this caregiver says"))
-        except ParameterException as exc:  # rclpy's own range/type refusal: same clear error
-            self.destroy_node()
-            raise ParameterError(f"sim_caregiver: {exc}") from exc
-        except ParameterError:
+        except ParameterError:  # declare() also turns rclpy's range/type refusals into it
             self.destroy_node()
             raise
         self.caregiver = Caregiver(fraction, seed, confirm)
