@@ -1,0 +1,128 @@
+"""Reading bags without ROS: topic choice, image decoding, corrections paired by stamp, export."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from etuner_ros.core import bag
+from etuner_ros.sim.world import SyntheticWorld
+
+T0 = 1_700_000_000 * 10**9  # the bag's clock (recorder's receive time)
+PERIOD = 125_000_000  # 8 fps
+
+
+def world_frames(n: int, size=(64, 48)):
+    """(time_ns, stamp_ns, rgb) of n synthetic frames and their true labels."""
+    frames = list(SyntheticWorld(0, image_size=size).stream(max(1, n // 7 + 1)))[:n]
+    # header stamps lag the receive time by 3 ms, as a camera driver's do
+    items = [(T0 + i * PERIOD, T0 + i * PERIOD - 3_000_000, f.image) for i, f in enumerate(frames)]
+    return items, [f.label for f in frames]
+
+
+@pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
+@pytest.mark.parametrize("compressed", [False, True])
+def test_frames_and_corrections_round_trip(tmp_path, storage, compressed):
+    items, labels = world_frames(12)
+    corr = [(t + 50_000_000, s, labels[i], i % 2 == 0)
+            for i, (t, s, _) in enumerate(items) if i % 3 == 0]
+    path = bag.write_bag(tmp_path / "b", items, corr, storage=storage, compressed=compressed)
+    with bag.BagSource(path) as src:
+        info = src.info
+        assert info.storage == storage
+        assert (info.camera_topic, info.corrections_topic) == ("/camera/color/image_raw",
+                                                               "/corrections")
+        assert (info.frames, info.corrections) == (12, 4)
+        recs = list(src.records())
+        assert [r.time_ns for r in recs] == sorted(r.time_ns for r in recs)
+        images = [r for r in recs if r.image is not None]
+        assert [r.stamp_ns for r in images] == [s for _, s, _ in items]
+        for r, (_, _, rgb) in zip(images, items, strict=True):
+            np.testing.assert_array_equal(r.image.rgb(), rgb)  # PNG is lossless
+            assert r.frame_id == "camera_optical_frame"
+        got = [(r.stamp_ns, r.correction.true_class, r.correction.confirms)
+               for r in recs if r.correction is not None]
+        assert got == [(s, c, k) for _, s, c, k in corr]
+        frames, stats = bag.labelled_frames(src)
+    assert stats == {"frames": 12, "undecodable": 0, "labelled": 4, "unpaired_corrections": 0}
+    assert [f.label for f in frames] == [labels[i] if i % 3 == 0 else None for i in range(12)]
+
+
+def test_bag_definitions_suffice_without_package_msgs(tmp_path, monkeypatch):
+    """A robot's bag carries its message definitions: no msg/*.msg needed to read it."""
+    items, _ = world_frames(3)
+    path = bag.write_bag(tmp_path / "b", items, [(items[0][0] + 1, items[0][1], "cup", False)])
+    bag.typestore.cache_clear()
+    monkeypatch.setattr(bag, "msg_dirs", lambda: [])
+    try:
+        assert bag.CORRECTION not in bag.typestore().fielddefs
+        with bag.BagSource(path) as src:
+            recs = list(src.records())
+        assert recs[1].correction.true_class == "cup"
+    finally:
+        bag.typestore.cache_clear()
+
+
+def test_topic_choice(tmp_path):
+    items, _ = world_frames(2)
+    a = bag.write_bag(tmp_path / "a", items, camera_topic="/front/image")
+    with pytest.raises(bag.BagError, match="no topic '/nope'"):
+        bag.BagSource(a, camera_topic="/nope")
+    with bag.BagSource(a) as src:
+        assert src.info.camera_topic == "/front/image" and src.info.corrections_topic == ""
+    empty = bag.write_bag(tmp_path / "c", [], [(1, 1, "cup", False)])
+    with pytest.raises(bag.BagError, match="no camera image topic"):
+        bag.BagSource(empty)
+    with pytest.raises(bag.BagError, match="holds etuner_ros/msg/LabelCorrection"):
+        bag.BagSource(empty, camera_topic="/corrections")
+    with pytest.raises(bag.BagError, match="no such bag"):
+        bag.BagSource(tmp_path / "missing")
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "metadata.yaml").write_text("not: a bag\n")
+    with pytest.raises(bag.BagError, match="cannot read bag"):
+        bag.BagSource(tmp_path / "junk")
+
+
+def test_encodings():
+    rgb = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    bgr = rgb[:, :, ::-1].tobytes()
+    padded = np.zeros((2, 12), np.uint8)
+    padded[:, :9] = rgb.reshape(2, 9)
+    for img in (bag.BagImage(2, 3, "rgb8", 9, 0, rgb.tobytes()),
+                bag.BagImage(2, 3, "bgr8", 9, 0, bgr),
+                bag.BagImage(2, 3, "rgb8", 12, 0, padded.tobytes())):
+        np.testing.assert_array_equal(img.rgb(), rgb)
+    mono = bag.BagImage(1, 2, "mono8", 2, 0, bytes([7, 9])).rgb()
+    assert mono.shape == (1, 2, 3) and mono[0, 1].tolist() == [9, 9, 9]
+    with pytest.raises(bag.BagError, match="unsupported image encoding '16UC1'"):
+        bag.BagImage(2, 3, "16UC1", 6, 0, bytes(12)).rgb()
+    with pytest.raises(bag.BagError, match="inconsistent"):
+        bag.BagImage(2, 3, "rgb8", 9, 0, bytes(5)).rgb()
+    with pytest.raises(bag.BagError, match="could not be decoded"):
+        bag.BagImage(0, 0, "jpeg", 0, 0, b"not a jpeg", compressed=True).rgb()
+
+
+def test_later_correction_wins_and_export(tmp_path):
+    items, _ = world_frames(4)
+    s1 = items[1][1]
+    corr = [(items[1][0] + 1, s1, "cup", False), (items[3][0] + 1, s1, "book", False),
+            (items[3][0] + 2, 42, "ghost", False)]
+    path = bag.write_bag(tmp_path / "b", items, corr)
+    with bag.BagSource(path) as src:
+        frames, stats = bag.labelled_frames(src, keep_unlabelled=False)
+        assert [f.label for f in frames] == ["book"] and stats["unpaired_corrections"] == 1
+        assert bag.export(src, tmp_path / "out", parts=2) == 4
+    pngs = sorted(p.relative_to(tmp_path / "out").as_posix()
+                  for p in (tmp_path / "out").rglob("*.png"))
+    assert pngs == [f"part1/book/{s1}.png", f"part1/unlabelled/{items[0][1]}.png",
+                    f"part2/unlabelled/{items[2][1]}.png", f"part2/unlabelled/{items[3][1]}.png"]
+    assert bag.split_parts(5, 2) == [0, 0, 0, 1, 1]
+
+
+def test_cli(tmp_path, capsys):
+    items, _ = world_frames(3)
+    path = bag.write_bag(tmp_path / "b", items)
+    assert bag.main(["info", str(path)]) == 0
+    assert "3 frames" in capsys.readouterr().out
+    assert bag.main(["info", str(tmp_path / "nope")]) == 2
+    assert "no such bag" in capsys.readouterr().err
