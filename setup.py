@@ -28,6 +28,7 @@ setup(
         "PyYAML>=6",
         "tqdm>=4.60",
         "matplotlib>=3.7",
+        "rosbags>=0.11.9",
     ],
     extras_require={"test": ["pytest>=8", "pytest-timeout>=2"]},
     entry_points={

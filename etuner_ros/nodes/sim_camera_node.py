@@ -7,6 +7,10 @@ sent from a fixed-period timer, so the rate is steady whatever the subscribers d
 ahead, because the world renders a whole scenario at once (~0.2 s for 120 frames), which would
 stall the timer at every scenario change. At the end of the stream it either starts again
 (``loop``) or stops and latches ``~/finished`` = true.
+
+Stamps, the frame timer and the measured rate follow the node's clock (ROS time): with
+``use_sim_time`` the camera runs on ``/clock`` (a bag player's or a simulator's), faster or slower
+than the wall clock, and stops while the clock stands still.
 """
 
 from __future__ import annotations
@@ -14,7 +18,6 @@ from __future__ import annotations
 import math
 import queue
 import threading
-import time
 from collections import deque
 from typing import Any
 
@@ -133,14 +136,15 @@ class SimCameraNode(Node):
         if scenario != self.scenario:
             self.scenario = scenario
             self.get_logger().info(f"scenario {self._scenario_position(scenario)}: {scenario}")
-        header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.frame_id)
+        now = self.get_clock().now()
+        header = Header(stamp=now.to_msg(), frame_id=self.frame_id)
         # Truth first: the caregiver must not see the detection of a frame before its truth.
         self.truth_pub.publish(SimGroundTruth(
             header=header, class_name=str(frame.label), scenario=scenario,
             frame_index=int(frame.index)))
         self.image_pub.publish(rgb_to_image(frame.image, header))
         self.frames_sent += 1
-        self._sent_at.append(time.monotonic())
+        self._sent_at.append(now.nanoseconds * 1e-9)
 
     def _finish(self) -> None:
         self.finished = True
@@ -153,7 +157,7 @@ class SimCameraNode(Node):
         return f"{names.index(scenario) + 1}/{len(names)}" if scenario in names else "?/?"
 
     def measured_fps(self) -> float:
-        """Rate over the last frames sent (0 before two frames)."""
+        """Rate over the last frames sent, in frames per second of ROS time (0 before two)."""
         if len(self._sent_at) < 2 or self.finished:
             return 0.0
         span = self._sent_at[-1] - self._sent_at[0]

@@ -6,14 +6,14 @@ them by header stamp; either may arrive first, and entries left unpaired are dro
 For each pair it asks :class:`~etuner_ros.sim.caregiver.Caregiver` whether to speak, and publishes
 ``corrections`` (header = the frame's header) exactly as a caregiver UI would. Every pair also
 scores the deployed model against the truth (per scenario segment and per model version): the
-demo's accuracy report, measured on the real topics.
+demo's accuracy report, measured on the real topics. Waiting times are on the node's clock (ROS
+time), so with ``use_sim_time`` a partner is awaited ``PAIR_TIMEOUT_S`` of the stream's time.
 """
 
 from __future__ import annotations
 
 import math
 import threading
-import time
 from collections import OrderedDict
 from typing import Any
 
@@ -97,20 +97,24 @@ class SimCaregiverNode(Node):
         key = _key(msg.header)
         if key in self._dets:
             self._pair(msg, self._dets.pop(key)[1])
-        elif self._remember(self._truths, key, msg):
+        elif self._remember(self._truths, key, msg, self._now()):
             self.dropped_truths += 1
 
     def _on_detections(self, msg: DetectionArray) -> None:
         key = _key(msg.header)
         if key in self._truths:
             self._pair(self._truths.pop(key)[1], msg)
-        elif self._remember(self._dets, key, msg):
+        elif self._remember(self._dets, key, msg, self._now()):
             self.dropped_detections += 1
 
+    def _now(self) -> float:
+        """ROS time in seconds (the stream's clock under ``use_sim_time``)."""
+        return self.get_clock().now().nanoseconds * 1e-9
+
     @staticmethod
-    def _remember(cache: OrderedDict, key: tuple[int, int], msg: Any) -> bool:
+    def _remember(cache: OrderedDict, key: tuple[int, int], msg: Any, now: float) -> bool:
         """Keep ``msg`` until its partner comes; True when the oldest entry had to make room."""
-        cache[key] = (time.monotonic(), msg)
+        cache[key] = (now, msg)
         cache.move_to_end(key)
         if len(cache) > MAX_PENDING:
             cache.popitem(last=False)
@@ -119,7 +123,7 @@ class SimCaregiverNode(Node):
 
     def _expire(self) -> None:
         """Drop entries whose partner did not come in time (lost frame or detection)."""
-        limit = time.monotonic() - PAIR_TIMEOUT_S
+        limit = self._now() - PAIR_TIMEOUT_S
         self.dropped_truths += _drop_older(self._truths, limit)
         self.dropped_detections += _drop_older(self._dets, limit)
 
