@@ -223,7 +223,9 @@ class BagSource:
         self.info = BagInfo(
             path=str(self.path), storage=_storage_of(self.path),
             start_ns=int(self._reader.start_time),
-            end_ns=int(self._reader.end_time), topics=topics, camera_topic=camera,
+            # rosbags' end_time is one past the last message
+            end_ns=max(int(self._reader.start_time), int(self._reader.end_time) - 1),
+            topics=topics, camera_topic=camera,
             corrections_topic=corr, frames=topics[camera][1],
             corrections=topics[corr][1] if corr else 0,
             ignored_topics=sorted(t for t in topics if t not in (camera, corr)))
