@@ -36,6 +36,7 @@ import rclpy
 from builtin_interfaces.msg import Time
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image
@@ -67,14 +68,11 @@ def _time(ns: int) -> Time:
 class BagPlayerNode(Node):
     """See the module docstring. ``done`` is set when the last pass has been played."""
 
-    def __init__(self, defaults: dict[str, Any] | None = None, **kwargs: Any) -> None:
-        """``defaults`` replace the parameters' built-in defaults (the ``replay`` command's
-        options); ``--ros-args -p`` overrides still win over them."""
+    def __init__(self, **kwargs: Any) -> None:
         self._stop = threading.Event()  # before Node.__init__: destroy_node() may run early
         self._thread: threading.Thread | None = None
         self.done = threading.Event()
         super().__init__("bag_player", **kwargs)
-        self._defaults = dict(defaults or {})
         try:
             self._declare_parameters()
             try:
@@ -111,8 +109,6 @@ class BagPlayerNode(Node):
         self._thread.start()
 
     def _param(self, name: str, default: Any, description: str, **rules: Any) -> Any:
-        """Declare read-only ``name``; its default comes from ``defaults`` when given there."""
-        default = type(default)(self._defaults.get(name, default))
         return declare(self, name, default, description, read_only=True, **rules)
 
     def _declare_parameters(self) -> None:
@@ -289,28 +285,32 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="replay", description=__doc__.splitlines()[0],
         epilog="The nodes under test run with use_sim_time:=true, e.g. "
-               "`ros2 run etuner_ros bringup --ros-args -p use_sim_time:=true`. Extra "
-               "--ros-args (remaps, -p name:=value) go to the player node.")
+               "`ros2 run etuner_ros bringup --ros-args -p use_sim_time:=true`. Options given "
+               "here win over the player's parameters from --ros-args (-p, --params-file); "
+               "remaps (-r image:=..., -r __ns:=...) go after --ros-args.")
     p.add_argument("bag", help="bag directory (or its .mcap / .db3 file)")
-    p.add_argument("--camera-topic", default="", help="bag topic of the camera images")
-    p.add_argument("--corrections-topic", default="", help="bag topic of LabelCorrections")
-    p.add_argument("--no-corrections", action="store_true", help="play camera frames only")
-    p.add_argument("--rate", type=float, default=1.0, help="playback speed (x real time)")
-    p.add_argument("--loop", action="store_true", help="play again at the end")
-    p.add_argument("--delay", type=float, default=0.0, help="wall seconds before playing")
-    p.add_argument("--wait-for-subscribers", type=int, default=0,
+    p.add_argument("--camera-topic", help="bag topic of the camera images")
+    p.add_argument("--corrections-topic", help="bag topic of LabelCorrections")
+    p.add_argument("--no-corrections", action="store_const", const=True,
+                   help="play camera frames only")
+    p.add_argument("--rate", type=float, help="playback speed (x real time, default 1)")
+    p.add_argument("--loop", action="store_const", const=True, help="play again at the end")
+    p.add_argument("--delay", type=float, help="wall seconds before playing")
+    p.add_argument("--wait-for-subscribers", type=int,
                    help="wait until 'image' has N subscribers before playing")
     p.add_argument("--hold", action="store_true",
                    help="keep running (and serving /diagnostics) after the end")
     return p
 
 
-def defaults(opts: argparse.Namespace) -> dict[str, Any]:
-    """The command's options as the player node's parameter defaults."""
-    return {"bag": opts.bag, "camera_topic": opts.camera_topic,
-            "corrections_topic": opts.corrections_topic,
-            "play_corrections": not opts.no_corrections, "rate": opts.rate, "loop": opts.loop,
-            "start_delay_s": opts.delay, "wait_for_subscribers": opts.wait_for_subscribers}
+def overrides(opts: argparse.Namespace) -> list[Parameter]:
+    """The options given on the command line, as parameters of the player node."""
+    given = {"bag": opts.bag, "camera_topic": opts.camera_topic,
+             "corrections_topic": opts.corrections_topic,
+             "play_corrections": None if opts.no_corrections is None else False,
+             "rate": opts.rate, "loop": opts.loop, "start_delay_s": opts.delay,
+             "wait_for_subscribers": opts.wait_for_subscribers}
+    return [Parameter(k, value=v) for k, v in given.items() if v is not None]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -320,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     opts = parser().parse_args(argv[:split])
     rclpy.init(args=["replay", *argv[split:]])
     try:
-        node = BagPlayerNode(defaults(opts))
+        node = BagPlayerNode(parameter_overrides=overrides(opts))
     except ParameterError as exc:
         rclpy.logging.get_logger("bag_player").fatal(str(exc))
         rclpy.try_shutdown()

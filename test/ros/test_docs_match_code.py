@@ -10,10 +10,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import rclpy
 import torch
 import yaml
+from rclpy.parameter import Parameter
 
 from etuner_ros.bringup import default_config, parser, ros_args
 from etuner_ros.core.checkpoint import save_checkpoint
@@ -40,6 +42,12 @@ def nodes(tmp_path_factory):
 
     built = [cls(context=ctx) for cls in (PerceptionNode, LabelCollectorNode, TunerNode,
                                           SimCameraNode, SimCaregiverNode)]
+    from etuner_ros.core.bag import write_bag
+    from etuner_ros.nodes.bag_player_node import BagPlayerNode
+
+    bag = write_bag(d / "bag", [(1, 1, np.zeros((4, 4, 3), np.uint8))])
+    built.append(BagPlayerNode(context=ctx, parameter_overrides=[  # waits: plays nothing
+        Parameter("bag", value=str(bag)), Parameter("wait_for_subscribers", value=100)]))
     yield {n.get_name(): n for n in built}
     for n in built:
         n.destroy_node()
