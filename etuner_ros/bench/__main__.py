@@ -4,6 +4,7 @@ Examples::
 
     python -m etuner_ros.bench                          # default synthetic stream, all policies
     python -m etuner_ros.bench --stream path/to/folder  # a folder-of-images stream
+    python -m etuner_ros.bench --bag path/to/home_day1  # a robot's recording (ROS 2 bag)
     python -m etuner_ros.bench --quick --out /tmp/b     # tiny configuration (tests)
 """
 
@@ -19,6 +20,7 @@ from tqdm import tqdm
 
 from etuner_ros.bench.report import plot, table, write_json
 from etuner_ros.bench.runner import BenchConfig, config_dict, ratios, run_policy, summarise
+from etuner_ros.core.bag import BagError
 from etuner_ros.core.checkpoint import load_checkpoint
 from etuner_ros.core.policies import POLICY_NAMES
 from etuner_ros.core.trainer import TrainConfig
@@ -40,7 +42,7 @@ def build(args: argparse.Namespace, cfg: BenchConfig):
     """The stream and its starting model (trained on the stream's first scenario)."""
     from etuner_ros.bench import streams
 
-    if args.stream == "synthetic":
+    if args.stream == "synthetic" and not args.bag:
         from etuner_ros.sim.pretrain import pretrain
 
         stream = streams.synthetic_stream(cfg.seed, cfg.frames_per_scenario)
@@ -51,7 +53,10 @@ def build(args: argparse.Namespace, cfg: BenchConfig):
     else:
         from etuner_ros.sim.pretrain import train_base_model
 
-        stream = streams.folder_stream(Path(args.stream))
+        stream = (streams.bag_stream(Path(args.bag), args.bag_camera_topic,
+                                     parts=args.bag_parts) if args.bag
+                  else streams.folder_stream(Path(args.stream)))
+        cfg.fps = stream.description.get("fps", cfg.fps)  # a bag keeps its recorded pace
         first = streams.first_scenario_frames(stream)
         names = sorted({f.label for f in first}, key=stream.class_names.index)
         start, _ = train_base_model(first, names, cfg.arch, cfg.seed, cfg.pretrain_epochs,
@@ -63,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m etuner_ros.bench", description=__doc__.split(
         "\n")[0])
     p.add_argument("--stream", default="synthetic", help="'synthetic' or a folder stream path")
+    p.add_argument("--bag", default="", help="a ROS 2 bag: its frames labelled by its "
+                   "LabelCorrections (see bench/streams.py bag_stream)")
+    p.add_argument("--bag-camera-topic", default="", help="the bag's camera topic")
+    p.add_argument("--bag-parts", type=int, default=4, help="scenarios cut from the bag")
     p.add_argument("--policies", nargs="+", default=list(POLICY_NAMES), choices=POLICY_NAMES)
     p.add_argument("--out", default="bench", help="output folder (results.json, PNG)")
     p.add_argument("--data-dir", default="bench/cache", help="cache of starting models")
@@ -85,7 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(cfg.torch_threads)
     say = (lambda *_a, **_k: None) if args.quiet else print
     t0 = time.perf_counter()
-    stream, start = build(args, cfg)
+    try:
+        stream, start = build(args, cfg)
+    except BagError as exc:  # e.g. a bag without labels: say why and what it holds
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     stream.frames = list(stream.frames)  # rendered once, replayed by every policy
     say(f"stream {stream.name}: {len(stream.frames)} frames, {len(stream.scenarios)} "
         f"scenarios, {cfg.fps:g} fps clock; start model v{start.version} "

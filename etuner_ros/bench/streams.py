@@ -154,3 +154,54 @@ def first_scenario_frames(stream: LabelledStream) -> list[Frame]:
         elif out:  # scenarios are contiguous: the first one is over
             break
     return out
+
+
+def bag_stream(path: Path, camera_topic: str = "", corrections_topic: str = "", parts: int = 4,
+               image_size: tuple[int, int] | None = None) -> LabelledStream:
+    """The labelled frames of a robot's recording (ROS 2 bag, see ``etuner_ros.core.bag``).
+
+    Labels are the bag's own LabelCorrections (``true_class``, corrections and confirmations
+    alike), paired with frames by header stamp; frames nobody labelled cannot be scored and
+    are left out (counted in ``description``). The labelled frames play in recorded order, cut
+    into ``parts`` equal runs that serve as scenarios (the first trains the starting model), and
+    the stream clock keeps the recording's pace: ``description["fps"]`` = labelled frames per
+    second of the bag. A bag without corrections raises ``BagError`` saying that accuracy
+    cannot be scored, with the bag's summary and how to label its frames
+    (``python -m etuner_ros.core.bag export``, then ``--stream``).
+    """
+    from etuner_ros.core.bag import BagError, BagSource, labelled_frames, split_parts
+
+    with BagSource(path, camera_topic, corrections_topic) as src:
+        info = src.info
+        frames, stats = labelled_frames(src, image_size, keep_unlabelled=False)
+    if not frames:
+        why = ("it has no LabelCorrection topic" if not info.corrections_topic else
+               f"none of its {info.corrections} corrections names a frame of "
+               f"{info.camera_topic} by stamp")
+        raise BagError("\n".join([
+            f"cannot score accuracy on this bag: {why}, so no frame has a true label.",
+            *info.lines(),
+            "Label its frames: `python -m etuner_ros.core.bag export BAG DIR --parts 4`, move "
+            "each DIR/<part>/unlabelled/<image> into DIR/<part>/<class>/, then run the "
+            "benchmark with `--stream DIR`; or record the caregivers' /corrections with the "
+            "camera (`ros2 bag record -o NAME <camera topic> /corrections`)."]))
+    part = split_parts(len(frames), parts)
+    first = {f.label for f, k in zip(frames, part, strict=True) if k == 0}
+    if len(first) < 2:
+        raise BagError(f"the first of {parts} parts of {path} has labels of {len(first)} class "
+                       "only: the starting model needs two or more (use fewer parts)")
+    out = [Frame(i, f.image, f.label, f"part{k + 1}")
+           for i, (f, k) in enumerate(zip(frames, part, strict=True))]
+    class_names = list(dict.fromkeys(f.label for f in out))
+    seconds = max(info.duration_s, 1e-9)
+    return LabelledStream(
+        name=Path(path).name, frames=out, class_names=class_names,
+        scenarios=list(dict.fromkeys(f.scenario for f in out)),
+        description={"source": "bag", "path": str(Path(path).resolve()),
+                     "camera_topic": info.camera_topic,
+                     "corrections_topic": info.corrections_topic, "duration_s": info.duration_s,
+                     "frames_in_bag": stats["frames"], "labelled": stats["labelled"],
+                     "unlabelled_left_out": stats["frames"] - stats["labelled"],
+                     "undecodable": stats["undecodable"],
+                     "unpaired_corrections": stats["unpaired_corrections"], "parts": parts,
+                     "fps": len(out) / seconds if info.duration_s > 0 else 1.0})

@@ -126,3 +126,40 @@ def test_cli(tmp_path, capsys):
     assert "3 frames" in capsys.readouterr().out
     assert bag.main(["info", str(tmp_path / "nope")]) == 2
     assert "no such bag" in capsys.readouterr().err
+
+
+def test_benchmark_on_a_labelled_bag(tmp_path):
+    """``bench --bag``: the bag's corrected frames are the stream, its corrections the truth."""
+    import json
+
+    from etuner_ros.bench.__main__ import main as bench
+
+    items, labels = world_frames(56)
+    corr = [(t + 1, s, labels[i], False) for i, (t, s, _) in enumerate(items) if i % 4]
+    path = bag.write_bag(tmp_path / "day", items, corr)
+    out = tmp_path / "out"
+    assert bench(["--quick", "--quiet", "--bag", str(path), "--bag-parts", "3", "--out",
+                  str(out), "--data-dir", str(tmp_path / "cache")]) == 0
+    res = json.loads((out / "results.json").read_text())
+    desc = res["stream"]["description"]
+    assert desc["source"] == "bag" and desc["labelled"] == 42
+    assert desc["unlabelled_left_out"] == 14 and desc["frames_in_bag"] == 56
+    assert res["stream"]["frames"] == 42
+    assert res["stream"]["scenarios"] == ["part1", "part2", "part3"]
+    span_s = (items[-1][0] + 1 - items[0][0]) / 1e9
+    assert res["stream"]["seconds"] == pytest.approx(span_s)  # the recording's own pace
+    assert set(res["policies"]) >= {"none", "immediate", "etuner"}
+    for p in res["policies"].values():
+        assert 0.0 <= p["avg_accuracy"] <= 1.0
+
+
+def test_benchmark_refuses_a_bag_without_labels(tmp_path, capsys):
+    from etuner_ros.bench.__main__ import main as bench
+
+    items, _ = world_frames(8)
+    path = bag.write_bag(tmp_path / "day", items)
+    assert bench(["--quick", "--quiet", "--bag", str(path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot score accuracy on this bag: it has no LabelCorrection topic" in err
+    assert "8 frames" in err and "etuner_ros.core.bag export" in err
+    assert not (tmp_path / "o" / "results.json").exists()
