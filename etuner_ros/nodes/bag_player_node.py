@@ -34,6 +34,7 @@ from typing import Any
 
 import rclpy
 from builtin_interfaces.msg import Time
+from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -84,7 +85,7 @@ class BagPlayerNode(Node):
             raise
         info = self.source.info
         self.frames_published = self.corrections_published = 0
-        self.undecodable = self.late = 0
+        self.undecodable = self.late = self.unacked = 0
         self.passes = 0
         self.bag_now_ns = info.start_ns
         self.state = "waiting"
@@ -145,6 +146,10 @@ class BagPlayerNode(Node):
                                        "subscribers)", choices=RELIABILITY_CHOICES))
         self.image_queue_depth = int(p("image_queue_depth", 10, "image publisher queue depth",
                                        minimum=1, maximum=1000))
+        self.ack_timeout_s = float(p("ack_timeout_s", 0.0, "after each frame, wait up to this "
+                                     "long for every reliable subscriber to acknowledge it "
+                                     "(lossless transport, slower pace; 0: do not wait)",
+                                     minimum=0.0, maximum=60.0))
 
     # -- playing (own thread: it sleeps on the wall clock between messages) -----------------
 
@@ -165,12 +170,14 @@ class BagPlayerNode(Node):
                 self.get_logger().info(f"bag played; looping (pass {self.passes + 1})")
             if not self._clock_until(info.end_ns + offset + int(self.tail_s * 1e9), wall0):
                 return
+            for pub in (self.image_pub, self.corrections_pub):  # deliver the last ones too
+                pub.wait_for_all_acked(Duration(seconds=5.0))
             self.finished_pub.publish(Bool(data=True))
             self.state = "finished"
             self.get_logger().info(
                 f"finished: {self.frames_published} frames, {self.corrections_published} "
                 f"corrections in {self.passes} pass(es); {self.late} late, "
-                f"{self.undecodable} undecodable")
+                f"{self.undecodable} undecodable, {self.unacked} not acknowledged in time")
         except Exception as exc:  # a broken bag must end the replay with a reason, not silently
             self.state = "error"
             self.last_error = printable(f"{type(exc).__name__}: {exc}", 300)
@@ -249,6 +256,9 @@ class BagPlayerNode(Node):
                         encoding=img.encoding, is_bigendian=img.is_bigendian, step=img.step,
                         data=img.data)
         self.image_pub.publish(out)
+        if self.ack_timeout_s > 0 and not self.image_pub.wait_for_all_acked(
+                Duration(nanoseconds=int(self.ack_timeout_s * 1e9))):
+            self.unacked += 1
         self.frames_published += 1
 
     def _count_undecodable(self, exc: Exception) -> None:
@@ -264,6 +274,7 @@ class BagPlayerNode(Node):
                   "frames_published": self.frames_published,
                   "corrections_published": self.corrections_published,
                   "undecodable": self.undecodable, "late": self.late,
+                  "unacked": self.unacked,
                   "bag_time_s": self.bag_now_ns / 1e9, "rate": self.rate}
         if self.state == "error":
             return _ERROR, f"stopped: {self.last_error}", values

@@ -121,7 +121,8 @@ def test_replay_through_the_real_nodes(tmp_path: Path) -> None:
         wait_for(lambda: sut.check() or info, 90, "perception's model_info")
         # perception, collector and tuner all subscribe to the camera
         player = Replay(tmp_path / "replay.log", str(bag), "--wait-for-subscribers", "3",
-                        "--delay", "1", "--ros-args", "-r", "__ns:=/robot")
+                        "--delay", "1", "--ros-args", "-r", "__ns:=/robot",
+                        "-p", "ack_timeout_s:=2.0")
         assert player.wait(180) == 0, player.log()
         assert "finished: 40 frames, 6 corrections in 1 pass(es)" in player.log()
 
