@@ -208,6 +208,8 @@ class BagSource:
         except Exception as exc:  # rosbags raises several types for unreadable bags
             raise BagError(f"cannot read bag {self.path}: {type(exc).__name__}: {exc}") from None
         self._add_missing_types()
+        self.bad_messages = 0
+        self.last_bad = ""
         topics: dict[str, tuple[str, int]] = {}
         for c in self._reader.connections:
             ty, n = topics.get(c.topic, (c.msgtype, 0))
@@ -240,14 +242,20 @@ class BagSource:
             self._reader.typestore.register(extra)
 
     def records(self) -> Iterator[BagRecord]:
-        """Frames and corrections in recorded order (by the recorder's receive time)."""
+        """Frames and corrections in recorded order (by the recorder's receive time); messages
+        that cannot be deserialised are skipped and counted in ``bad_messages``."""
         wanted = [c for c in self._reader.connections
                   if c.topic in (self.info.camera_topic, self.info.corrections_topic)]
         for conn, t_ns, raw in self._reader.messages(connections=wanted):
-            msg = self._reader.deserialize(raw, conn.msgtype)
-            header = msg.header
-            base = dict(topic=conn.topic, time_ns=int(t_ns), stamp_ns=_stamp(header),
-                        frame_id=str(header.frame_id))
+            try:
+                msg = self._reader.deserialize(raw, conn.msgtype)
+                header = msg.header
+                base = dict(topic=conn.topic, time_ns=int(t_ns), stamp_ns=_stamp(header),
+                            frame_id=str(header.frame_id))
+            except Exception as exc:  # one corrupt message must not end the bag: count it
+                self.bad_messages += 1
+                self.last_bad = f"{conn.topic} at {t_ns}: {type(exc).__name__}: {exc}"[:300]
+                continue
             if conn.msgtype == IMAGE:
                 yield BagRecord(**base, image=BagImage(
                     int(msg.height), int(msg.width), str(msg.encoding), int(msg.step),
@@ -293,7 +301,8 @@ def labelled_frames(src: BagSource, image_size: tuple[int, int] | None = None,
                     keep_unlabelled: bool = True) -> tuple[list[LabelledFrame], dict]:
     """Every frame with its label (corrections paired by header stamp; the later wins), plus
     counts: ``frames``, ``labelled``, ``unpaired_corrections`` (no frame of that stamp),
-    ``undecodable`` (frames whose encoding cannot be read; skipped)."""
+    ``undecodable`` (frames whose encoding cannot be read; skipped), ``bad_messages``
+    (messages that could not be deserialised; skipped)."""
     labels: dict[int, str] = {}
     frames: list[tuple[int, int, np.ndarray]] = []
     stats = {"frames": 0, "undecodable": 0}
@@ -315,6 +324,7 @@ def labelled_frames(src: BagSource, image_size: tuple[int, int] | None = None,
            if keep_unlabelled or s in labels]
     stats["labelled"] = sum(1 for _, s, _ in frames if s in labels)
     stats["unpaired_corrections"] = sum(1 for s in labels if s not in stamps)
+    stats["bad_messages"] = src.bad_messages
     return out, stats
 
 

@@ -86,6 +86,7 @@ class BagPlayerNode(Node):
         info = self.source.info
         self.frames_published = self.corrections_published = 0
         self.undecodable = self.late = self.unacked = 0
+        self._bad_logged = False
         self.passes = 0
         self.bag_now_ns = info.start_ns
         self.state = "waiting"
@@ -177,7 +178,8 @@ class BagPlayerNode(Node):
             self.get_logger().info(
                 f"finished: {self.frames_published} frames, {self.corrections_published} "
                 f"corrections in {self.passes} pass(es); {self.late} late, "
-                f"{self.undecodable} undecodable, {self.unacked} not acknowledged in time")
+                f"{self.undecodable} undecodable, {self.source.bad_messages} unreadable, "
+                f"{self.unacked} not acknowledged in time")
         except Exception as exc:  # a broken bag must end the replay with a reason, not silently
             self.state = "error"
             self.last_error = printable(f"{type(exc).__name__}: {exc}", 300)
@@ -206,6 +208,11 @@ class BagPlayerNode(Node):
     def _play_pass(self, offset: int, wall0: float) -> bool:
         """One pass through the bag, ``offset`` ns later than recorded; False when stopped."""
         for rec in self.source.records():
+            if self.source.bad_messages and not self._bad_logged:
+                self._bad_logged = True
+                why = printable(self.source.last_bad, 300)
+                self.get_logger().error(f"unreadable message skipped ({why}); counted as "
+                                        "bad_messages on /diagnostics")
             t = rec.time_ns + offset
             if not self._clock_until(t, wall0):
                 return False
@@ -274,12 +281,13 @@ class BagPlayerNode(Node):
                   "frames_published": self.frames_published,
                   "corrections_published": self.corrections_published,
                   "undecodable": self.undecodable, "late": self.late,
-                  "unacked": self.unacked,
+                  "unacked": self.unacked, "bad_messages": self.source.bad_messages,
+                  "last_bad_message": self.source.last_bad or "-",
                   "bag_time_s": self.bag_now_ns / 1e9, "rate": self.rate}
         if self.state == "error":
             return _ERROR, f"stopped: {self.last_error}", values
-        level = _WARN if self.undecodable or self.late > 0.1 * max(1, self.frames_published) \
-            else _OK
+        level = _WARN if (self.undecodable or self.source.bad_messages
+                          or self.late > 0.1 * max(1, self.frames_published)) else _OK
         return level, f"{self.state} at {self.rate:g}x", values
 
     def destroy_node(self) -> None:

@@ -44,7 +44,8 @@ def test_frames_and_corrections_round_trip(tmp_path, storage, compressed):
                for r in recs if r.correction is not None]
         assert got == [(s, c, k) for _, s, c, k in corr]
         frames, stats = bag.labelled_frames(src)
-    assert stats == {"frames": 12, "undecodable": 0, "labelled": 4, "unpaired_corrections": 0}
+    assert stats == {"frames": 12, "undecodable": 0, "labelled": 4, "unpaired_corrections": 0,
+                     "bad_messages": 0}
     assert [f.label for f in frames] == [labels[i] if i % 3 == 0 else None for i in range(12)]
 
 
@@ -61,6 +62,29 @@ def test_bag_definitions_suffice_without_package_msgs(tmp_path, monkeypatch):
         assert recs[1].correction.true_class == "cup"
     finally:
         bag.typestore.cache_clear()
+
+
+def test_corrupt_message_is_skipped_and_counted(tmp_path):
+    from rosbags.rosbag2 import Writer
+
+    items, _ = world_frames(3)
+    store = bag.typestore()
+    with Writer(tmp_path / "b", version=9) as w:
+        conn = w.add_connection("/cam", bag.IMAGE, typestore=store)
+        for i, (t, s, rgb) in enumerate(items):
+            msg = store.types[bag.IMAGE](
+                header=store.types["std_msgs/msg/Header"](
+                    stamp=store.types["builtin_interfaces/msg/Time"](sec=s // 10**9,
+                                                                      nanosec=s % 10**9),
+                    frame_id="f"),
+                height=rgb.shape[0], width=rgb.shape[1], encoding="rgb8", is_bigendian=0,
+                step=rgb.shape[1] * 3, data=rgb.reshape(-1))
+            data = bytes(store.serialize_cdr(msg, bag.IMAGE))
+            w.write(conn, t, data[:9] if i == 1 else data)  # frame 1 cut short
+    with bag.BagSource(tmp_path / "b") as src:
+        stamps = [r.stamp_ns for r in src.records()]
+        assert stamps == [items[0][1], items[2][1]]
+        assert src.bad_messages == 1 and src.last_bad.startswith("/cam at ")
 
 
 def test_topic_choice(tmp_path):
