@@ -456,6 +456,7 @@ class LabelCollectorNode(Node):
         values.update({"frames_cached": len(self._frames),
                        "frame_cache_bytes": self._frames.nbytes,
                        "seconds_since_frame": round(since_frame, 1),
+                       "model_classes": len(self._model_classes),
                        "store_labelled": self.store.count_labelled(),
                        "store_held": self.store.count_held(),
                        "store": str(self.store_path), "last_rejection": last})
