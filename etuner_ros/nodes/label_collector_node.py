@@ -18,7 +18,6 @@ to the store's bounded reservoir of unlabelled frames for semi-supervised tuning
 
 from __future__ import annotations
 
-import queue
 import threading
 from collections import Counter, OrderedDict, deque
 from pathlib import Path
@@ -29,6 +28,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
+from etuner_ros.core.batch_writer import BatchWriter
 from etuner_ros.core.frame_cache import FrameCache
 from etuner_ros.core.labels import ClassPolicy, InvalidClassName, normalise_class, parse_class_list
 from etuner_ros.core.store import Correction, SampleStore
@@ -44,7 +44,7 @@ from etuner_ros.ros.run import run_node
 PREDICTION_WAIT_S = 0.5  # how long a paired correction waits for its frame's detections
 WRITE_BATCH = 256  # corrections per committed transaction at most
 MAX_SOURCE_CHARS = 128  # a correction's `source` is cut to this before it is stored
-UNLABELLED_PENDING = 4  # unlabelled frames waiting for the writer at most (they are optional)
+UNLABELLED_PENDING = 4  # unlabelled frames waiting for their writer at most (they are optional)
 
 
 def stamp_ns(stamp) -> int:
@@ -145,9 +145,7 @@ class LabelCollectorNode(Node):
         self._waiting_stamps: Counter[int] = Counter()  # keeps same-stamp corrections in order
         self._wait_lock = threading.Lock()
         self._queue_size = int(queue_size)
-        self._queue: queue.Queue[tuple[Any, ...]] = queue.Queue()
-        self._queued = self._queued_bytes = self._unl_pending = 0
-        self._queue_lock = threading.Lock()
+        self._classes_lock = threading.Lock()
         self._last_frame_ns = self._now()
         self._seen = 0
 
@@ -165,14 +163,36 @@ class LabelCollectorNode(Node):
                                  event_callbacks=events)
         self.create_timer(0.1, g(self._retry_waiting, "pairing_timer"))
         Diagnostics(self, "samples", self._diagnose)
-        self._stop = threading.Event()
-        self._writer = threading.Thread(target=self._write_loop, name="collector_writer",
-                                        daemon=True)
-        self._writer.start()
+        # Pending writes may pin at most another frame_cache_mb of frames.
+        self._writer: BatchWriter[tuple] = BatchWriter(
+            self._write, self._queue_size, self._frames.max_bytes, batch_max=WRITE_BATCH,
+            on_error=lambda exc: self.guard.record("writer", exc),
+            idle=self._accept_model_classes, name="collector_writer")
+        self._unlabelled: BatchWriter[tuple] = BatchWriter(
+            self._write_unlabelled, UNLABELLED_PENDING, 2**62, batch_max=UNLABELLED_PENDING,
+            on_error=lambda exc: self.guard.record("unlabelled_writer", exc),
+            name="collector_unlabelled")
         self.get_logger().info(
             f"storing labelled samples in {path}; new classes: "
             + (f"only {sorted(self.policy.allowed)}" if self.policy.allowed
                else f"after {min_votes} vote(s)" if min_votes else "none"))
+
+    # --- counters the demo prints --------------------------------------------------------
+    @property
+    def stored(self) -> int:
+        """Corrections committed as training samples (held ones released later included)."""
+        with self._count_lock:
+            return self.counts["stored"] + self.counts["promoted"]
+
+    @property
+    def rejected(self) -> int:
+        with self._count_lock:
+            return sum(self.rejections.values())
+
+    @property
+    def unlabelled_kept(self) -> int:
+        with self._count_lock:
+            return self.counts["unlabelled_kept"]
 
     # --- helpers -------------------------------------------------------------------------
     def _now(self) -> int:
@@ -205,23 +225,6 @@ class LabelCollectorNode(Node):
                 f"dropped correction '{printable(msg.true_class, 70)}' for stamp "
                 f"{stamp_ns(msg.header.stamp)}: {why} [{n} dropped so far]")
 
-    def _enqueue(self, item: tuple[Any, ...], nbytes: int, optional: bool = False) -> bool:
-        """Bounded hand-off to the writer: by count (correction_queue_size) and by bytes of
-        frames referenced (frame_cache_mb again, so pending writes cannot pin unbounded RAM)."""
-        with self._queue_lock:
-            if optional:
-                if self._unl_pending >= UNLABELLED_PENDING:
-                    return False
-                self._unl_pending += 1
-            else:
-                if (self._queued >= self._queue_size
-                        or self._queued_bytes + nbytes > self._frames.max_bytes):
-                    return False
-                self._queued += 1
-                self._queued_bytes += nbytes
-        self._queue.put(item)
-        return True
-
     # --- inputs --------------------------------------------------------------------------
     def _on_image(self, msg: Image) -> None:
         key = stamp_ns(msg.header.stamp)
@@ -236,8 +239,8 @@ class LabelCollectorNode(Node):
                 throttle_duration_sec=5.0)
             return
         self._seen += 1
-        if self.every_n > 0 and self._seen % self.every_n == 0 and not self._enqueue(
-                ("unlabelled", msg, key), 0, optional=True):
+        if self.every_n > 0 and self._seen % self.every_n == 0 and not self._unlabelled.offer(
+                (msg, key)):
             self._count("unlabelled_skipped")
 
     def _on_detections(self, msg: DetectionArray) -> None:
@@ -254,7 +257,7 @@ class LabelCollectorNode(Node):
         held samples of them are released (by the writer)."""
         names = {str(n) for n in msg.class_names}
         self._model_classes = frozenset(names)
-        with self._queue_lock:
+        with self._classes_lock:
             self._new_model_classes |= names
 
     def _on_incompatible(self, info) -> None:
@@ -332,47 +335,14 @@ class LabelCollectorNode(Node):
             predicted, version = self._predictions.get(key, (None, None))
         if predicted is None and waited_ns < min(PREDICTION_WAIT_S, self.timeout_s) * 1e9:
             return False
-        if not self._enqueue(("correction", msg, frame, predicted, version), len(frame.data)):
+        if not self._writer.offer((msg, frame, predicted, version), len(frame.data)):
             self._drop(msg, f"write queue full (correction_queue_size {self._queue_size}, "
                             "or frame_cache_mb of frames pending)")
         return True
 
     # --- the writer thread ---------------------------------------------------------------
-    def _write_loop(self) -> None:
-        """Drain the queue in batches until stopped and empty (a clean shutdown writes every
-        correction already paired)."""
-        while True:
-            try:
-                batch = [self._queue.get(timeout=0.1)]
-            except queue.Empty:
-                if self._stop.is_set():
-                    return
-                self._accept_model_classes()
-                continue
-            while len(batch) < WRITE_BATCH:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            self._accept_model_classes()
-            try:
-                self._write(batch)
-            except Exception as exc:  # a writer that dies would lose everything after it
-                self.guard.record("writer", exc)
-            finally:
-                self._release(batch)
-
-    def _release(self, batch: list[tuple[Any, ...]]) -> None:
-        with self._queue_lock:
-            for item in batch:
-                if item[0] == "unlabelled":
-                    self._unl_pending -= 1
-                else:
-                    self._queued -= 1
-                    self._queued_bytes -= len(item[2].data)
-
     def _accept_model_classes(self) -> None:
-        with self._queue_lock:
+        with self._classes_lock:
             names, self._new_model_classes = self._new_model_classes, set()
         if names:
             promoted = self.store.accept_classes(names, "model")
@@ -381,20 +351,20 @@ class LabelCollectorNode(Node):
                 self.get_logger().info(f"released {len(promoted)} held sample(s) whose class "
                                        f"the model now has [ids {_ranges(promoted)}]")
 
-    def _write(self, batch: list[tuple[Any, ...]]) -> None:
+    def _write_unlabelled(self, batch: list[tuple]) -> None:
+        for frame, key in batch:
+            try:
+                if self.store.add_unlabelled(image_to_rgb(frame), key) is not None:
+                    self._count("unlabelled_kept")
+            except (ImageConversionError, ValueError) as exc:
+                self.get_logger().warn(f"unlabelled frame not kept: {printable(exc, 160)}",
+                                       throttle_duration_sec=5.0)
+
+    def _write(self, batch: list[tuple]) -> None:
+        """Runs on the writer thread: one transaction for the batch, then the counters."""
         msgs: list[LabelCorrection] = []
         items: list[Correction] = []
-        for item in batch:
-            if item[0] == "unlabelled":
-                _, frame, key = item
-                try:
-                    if self.store.add_unlabelled(image_to_rgb(frame), key) is not None:
-                        self._count("unlabelled_kept")
-                except (ImageConversionError, ValueError) as exc:
-                    self.get_logger().warn(f"unlabelled frame not kept: {printable(exc, 160)}",
-                                           throttle_duration_sec=5.0)
-                continue
-            _, msg, frame, predicted, version = item
+        for msg, frame, predicted, version in batch:
             try:
                 image = image_to_rgb(frame)
             except ImageConversionError as exc:
@@ -451,8 +421,7 @@ class LabelCollectorNode(Node):
         values.update({f"rejected.{k}": v for k, v in sorted(rejections.items())})
         with self._wait_lock:
             values["waiting"] = len(self._waiting)
-        with self._queue_lock:
-            values["write_queue"] = self._queued
+        values["write_queue"] = self._writer.pending()
         values.update({"frames_cached": len(self._frames),
                        "frame_cache_bytes": self._frames.nbytes,
                        "seconds_since_frame": round(since_frame, 1),
@@ -478,8 +447,10 @@ class LabelCollectorNode(Node):
 
     def destroy_node(self) -> None:
         """Write what is already paired, count what still waits for a frame, close."""
-        self._stop.set()
-        self._writer.join(timeout=30.0)
+        self._unlabelled.close()
+        if not self._writer.close():
+            self.get_logger().error("writer did not finish within 30 s; corrections still "
+                                    f"queued: {self._writer.pending()}")
         with self._wait_lock:
             left, self._waiting = list(self._waiting), deque()
             self._waiting_stamps.clear()
