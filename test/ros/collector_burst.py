@@ -7,6 +7,9 @@ stores at (the system under test is the installed ``bringup``: perception, colle
 
 It prints one row per burst (corrections sent, stored, held, rejected, dropped, seconds to
 publish, seconds until the last one was committed, corrections/s) and writes them as JSON.
+``--alone`` runs the collector's own executable instead, with the probe publishing the
+detections perception would, to measure the collector without perception and tuner sharing
+the CPU.
 """
 
 from __future__ import annotations
@@ -28,14 +31,15 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from etuner_ros.core.checkpoint import save_checkpoint
+from etuner_ros.core.labels import ClassPolicy
 from etuner_ros.core.model import ModelBundle, build_model
-from etuner_ros.core.store import SampleStore
-from etuner_ros.msg import LabelCorrection, ModelInfo
+from etuner_ros.core.store import Correction, SampleStore
+from etuner_ros.msg import Detection, DetectionArray, LabelCorrection, ModelInfo
 from etuner_ros.nodes.label_collector_node import corrections_qos
 from etuner_ros.ros.image import rgb_to_image
 from etuner_ros.ros.qos import image_qos, latched_qos, reliable_qos
 
-from harness import Bringup, Probe, wait_for
+from harness import REPO, Bringup, Probe, wait_for
 
 CLASSES = ["cup", "book", "bottle"]
 DIAG_NAME = "label_collector: samples"
@@ -62,32 +66,58 @@ def write_overlay(d: Path, collector: str = "", extra: str = "") -> Path:
     return path
 
 
+class CollectorProcess(Bringup):
+    """The installed ``label_collector_node`` executable alone, with Bringup's interface."""
+
+    def __init__(self, log_path: Path, *args: str) -> None:
+        import shutil
+        import subprocess
+
+        exe = shutil.which("label_collector_node") or str(
+            REPO / "install" / "etuner_ros" / "lib" / "etuner_ros" / "label_collector_node")
+        self.log_path = log_path
+        self._log = open(log_path, "w")  # noqa: SIM115 (closed in stop())
+        self.proc = subprocess.Popen([sys.executable, exe, *args], stdout=self._log,
+                                     stderr=subprocess.STDOUT, env=os.environ.copy(),
+                                     cwd=str(log_path.parent), start_new_session=True)
+
+
 class System:
     """bringup on ``d`` plus a probe that publishes frames and corrections and reads
     /diagnostics."""
 
     def __init__(self, d: Path, log_name: str = "bringup.log", collector: str = "",
-                 extra: str = "", namespace: str = "burst") -> None:
+                 extra: str = "", namespace: str = "burst", alone: bool = False) -> None:
         self.dir = d
         self.fqn = f"/{namespace}/label_collector"  # tells its /diagnostics from others'
         ckpt = d / "base.pt"
         if not ckpt.exists():
             make_checkpoint(ckpt)
+        self.alone = alone
+        if alone:  # no perception: its classes are the allowed ones
+            collector += f"    allowed_classes: '{','.join(CLASSES)}'\n"
         overlay = write_overlay(d, collector, extra)
-        self.sut = Bringup(d / log_name, "--params-file", str(overlay), "--checkpoint",
-                           str(ckpt), "--namespace", namespace)
+        if alone:
+            self.sut: Bringup = CollectorProcess(
+                d / log_name, "--ros-args", "--params-file", str(overlay), "-r",
+                f"__ns:=/{namespace}")
+        else:
+            self.sut = Bringup(d / log_name, "--params-file", str(overlay), "--checkpoint",
+                               str(ckpt), "--namespace", namespace)
         self.probe = Probe(name=f"burst_probe_{os.getpid()}", namespace=namespace)
         self.diag = self.probe.collect(DiagnosticArray, "/diagnostics", reliable_qos(100))
         self.info = self.probe.collect(ModelInfo, "model_info", latched_qos())
         self.img_pub = self.probe.publisher(Image, "image", image_qos("reliable", 1000))
         self.cor_pub = self.probe.publisher(LabelCorrection, "corrections", corrections_qos())
+        self.det_pub = self.probe.publisher(DetectionArray, "detections", reliable_qos(1000))
         self.rng = np.random.default_rng(0)
 
     def wait_ready(self, timeout: float = 120) -> None:
-        wait_for(lambda: self.sut.check() or self.info, timeout, "perception's model_info")
+        if not self.alone:
+            wait_for(lambda: self.sut.check() or self.info, timeout, "perception's model_info")
         wait_for(lambda: self.sut.check() or self.values(), timeout,
                  "label_collector on /diagnostics")
-        wait_for(lambda: self.img_pub.get_subscription_count() >= 3
+        wait_for(lambda: self.img_pub.get_subscription_count() >= (1 if self.alone else 3)
                  and self.cor_pub.get_subscription_count() >= 1, timeout, "subscribers")
 
     def close(self) -> int:
@@ -116,6 +146,11 @@ class System:
             for s in stamps[i:i + chunk]:
                 img.header.stamp = s
                 self.img_pub.publish(img)
+                if self.alone:  # what perception would answer
+                    self.det_pub.publish(DetectionArray(
+                        header=Header(stamp=s, frame_id="burst_cam"), model_version=1,
+                        detections=[Detection(class_id=0, class_name=CLASSES[0], score=0.9,
+                                              model_version=1)]))
             want = start + min(i + chunk, len(stamps))
             wait_for(lambda w=want: self.sut.check() or self.count("frames") >= w, 60,
                      f"collector received {want - start} frames")
@@ -169,20 +204,50 @@ def burst(sys_: System, stamps: list[Time], label: str = "cup") -> dict[str, Any
             "stored_per_s": round(stored / t_done, 1) if t_done else 0.0}
 
 
+def store_rate(seconds: float = 3.0) -> list[dict[str, Any]]:
+    """SampleStore.add_corrections alone (no ROS): corrections/s by batch size."""
+    rows = []
+    img = np.random.default_rng(0).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    policy = ClassPolicy.build(CLASSES, 3)
+    with (tempfile.TemporaryDirectory(prefix="etuner_store_rate_") as tmp,
+          SampleStore(Path(tmp) / "s.db") as st):
+        for k, batch in enumerate((1, 16, 256)):
+            n, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < seconds:
+                st.add_corrections([Correction(img, "cup", (k * 10**7 + n + i) * 10**9)
+                                    for i in range(batch)], policy)
+                n += batch
+            rows.append({"batch": batch,
+                         "stored_per_s": round(n / (time.perf_counter() - t0), 1)})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, action="append", help="burst sizes (default 1000, 5000)")
     p.add_argument("--json", type=Path, default=None, help="write the rows here")
+    p.add_argument("--store-only", action="store_true",
+                   help="measure SampleStore.add_corrections alone (no ROS) by batch size")
+    p.add_argument("--alone", action="store_true",
+                   help="the collector's executable alone instead of bringup")
     p.add_argument("--dir", type=Path, default=None,
                    help="data directory to use and keep (default: a temporary one)")
     opts = p.parse_args(argv)
+    if opts.store_only:
+        rows = store_rate()
+        print(f"{'batch':>6} {'stored/s':>9}")
+        for r in rows:
+            print(f"{r['batch']:6d} {r['stored_per_s']:9.1f}")
+        if opts.json:
+            opts.json.write_text(json.dumps(rows, indent=1))
+        return 0
     sizes = opts.n or [1000, 5000]
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     rows = []
     with tempfile.TemporaryDirectory(prefix="etuner_burst_") as tmp:
         d = opts.dir or Path(tmp)
         d.mkdir(parents=True, exist_ok=True)
-        s = System(d)
+        s = System(d, alone=opts.alone)
         try:
             s.wait_ready()
             first = 10_000
