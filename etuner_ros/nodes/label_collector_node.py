@@ -157,7 +157,8 @@ class LabelCollectorNode(Node):
         self.create_subscription(ModelInfo, "model_info", g(self._on_model_info, "model_info"),
                                  latched_qos())
         events = SubscriptionEventCallbacks(
-            incompatible_qos=g(self._on_incompatible, "corrections.incompatible_qos"))
+            incompatible_qos=g(self._on_incompatible, "corrections.incompatible_qos"),
+            message_lost=g(self._on_lost, "corrections.message_lost"))
         self.create_subscription(LabelCorrection, "corrections",
                                  g(self._on_correction, "corrections"), corrections_qos(),
                                  event_callbacks=events)
@@ -266,6 +267,13 @@ class LabelCollectorNode(Node):
             "a publisher on 'corrections' has an incompatible QoS (policy id "
             f"{info.last_policy_kind}); caregiver UIs must publish RELIABLE (KEEP_ALL or a deep "
             "KEEP_LAST), or their corrections never arrive")
+
+    def _on_lost(self, info) -> None:
+        """DDS reports corrections it lost on the way (rare with reliable QoS)."""
+        self._count("lost_in_transport", int(info.total_count_change))
+        self.get_logger().error(
+            f"DDS lost {info.total_count_change} correction(s) before they reached this node "
+            f"({info.total_count} in all); is the publisher reliable with a deep queue?")
 
     def _on_correction(self, msg: LabelCorrection) -> None:
         self._count("received")
@@ -416,7 +424,7 @@ class LabelCollectorNode(Node):
             k: counts.get(k, 0) for k in (
                 "received", "stored", "held", "promoted", "superseded", "dropped", "frames",
                 "oversize_frames", "unlabelled_kept", "unlabelled_skipped",
-                "incompatible_publishers")}
+                "incompatible_publishers", "lost_in_transport")}
         values["rejected"] = rejected
         values.update({f"rejected.{k}": v for k, v in sorted(rejections.items())})
         with self._wait_lock:
@@ -439,6 +447,8 @@ class LabelCollectorNode(Node):
             problems.append(f"{rejected} correction(s) rejected, last {last}")
         if values["callback_failures"]:
             problems.append(f"{values['callback_failures']} callback failure(s)")
+        if counts.get("lost_in_transport"):
+            problems.append(f"DDS lost {counts['lost_in_transport']} correction(s)")
         if counts.get("incompatible_publishers"):
             problems.append("a corrections publisher has an incompatible QoS")
         if problems:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from builtin_interfaces.msg import Time
 from collector_burst import System, burst, stamps_from
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from std_msgs.msg import Header
 
@@ -155,6 +155,29 @@ def test_best_effort_corrections_publisher_is_reported(system):
              "incompatible_publishers counted")
     system.probe.node.destroy_publisher(pub)
     assert "incompatible QoS" in system.sut.log()
+
+
+def test_shallow_publisher_losses_are_counted_not_silent(system):
+    """A reliable publisher with KEEP_LAST depth 1 overwrites its own unsent corrections in a
+    burst; DDS tells the collector (sample lost), so received + lost_in_transport == sent."""
+    pub = system.probe.publisher(LabelCorrection, "corrections", QoSProfile(
+        depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE))
+    wait_for(lambda: pub.get_subscription_count() >= 1, 30, "the collector matches")
+    before = _counts(system)
+    n = 2000
+    for t in stamps_from(1, n):  # older than every cached frame: rejected as evicted
+        pub.publish(system.correction(t, "cup"))
+
+    def delta(k: str) -> int:
+        return system.count(k) - before[k]
+
+    wait_for(lambda: system.sut.check() or delta("received") + delta("lost_in_transport") >= n,
+             120, "every correction received or reported lost")
+    wait_for(lambda: delta("rejected") >= delta("received"), 60, "rejections counted")
+    print(f"received {delta('received')}, lost in transport {delta('lost_in_transport')}")
+    assert delta("received") + delta("lost_in_transport") == n
+    assert delta("rejected.evicted") == delta("received") and delta("stored") == 0
+    system.probe.node.destroy_publisher(pub)
 
 
 def test_no_frames_warns_and_a_frame_clears_it(system):
