@@ -289,6 +289,8 @@ def test_kill_9_during_a_burst_loses_no_acknowledged_correction(tmp_path):
         assert len(rows) >= acked_diag
         assert len(rows) < len(stamps), "the kill came too late to be during the burst"
         survived = len(rows)
+        print(f"killed mid-burst: {len(acked)} ids logged as committed, {acked_diag} reported "
+              f"stored on /diagnostics, {survived} of {len(stamps)} in the store after the kill")
 
     s2 = System(tmp_path, "run2.log", namespace="crash")  # restart on the same data_dir
     try:
