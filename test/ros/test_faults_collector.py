@@ -306,3 +306,19 @@ def test_kill_9_during_a_burst_loses_no_acknowledged_correction(tmp_path):
             assert ids <= {r.id for r in rows} and len(rows) == survived + 50
     finally:
         assert s2.close() == 0
+
+
+def test_invalid_allowed_classes_parameter_is_a_clear_start_error(tmp_path):
+    import rclpy
+
+    from etuner_ros.nodes.label_collector_node import LabelCollectorNode
+    from etuner_ros.ros.params import ParameterError
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, args=["x", "--ros-args", "-p", f"data_dir:={tmp_path}",
+                                  "-p", "allowed_classes:=cup,../../etc/passwd"])
+    try:
+        with pytest.raises(ParameterError, match="allowed_classes"):
+            LabelCollectorNode(context=ctx)
+    finally:
+        rclpy.shutdown(context=ctx)
