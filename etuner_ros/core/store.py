@@ -4,6 +4,22 @@ WAL mode lets one process write while others read; every thread gets its own con
 sqlite3 connections must not be shared across threads. Images are PNG (lossless, compact).
 Unlabelled frames are bounded by reservoir sampling so a robot running for weeks keeps a fixed-size,
 uniform sample of everything it has seen.
+
+Caregivers' corrections go through :meth:`SampleStore.add_corrections`, which applies, in one
+transaction per batch (one fsync for many corrections):
+
+- **the new-class policy** (``core/labels.py``): a correction naming a class that is not known
+  yet is *held* in the ``held`` table until the policy accepts the class; ``labelled_since``,
+  ``count_labelled``, ``max_labelled_id`` and ``sample_labelled`` see only the ``labelled``
+  table, so held samples are never trained on and never grow the head. Accepted classes are
+  remembered in ``classes``; when a class is accepted its held samples move to ``labelled`` with
+  new ids (so a reader that follows ``labelled_since`` sees them as new).
+- **last correction wins**: a correction for a stamp that already has a labelled or held sample
+  replaces it (the old row is deleted and the new one inserted with a new id in the same
+  transaction; counted as ``superseded``). "Last" is the order in which the collector received
+  them. A rejected correction replaces nothing.
+
+``add_labelled`` stays a raw insert without these rules (tools and tests).
 """
 
 from __future__ import annotations
@@ -13,13 +29,22 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-SCHEMA_VERSION = 1
+from etuner_ros.core.labels import (
+    ACCEPT,
+    HOLD,
+    REJECT,
+    ClassPolicy,
+    InvalidClassName,
+    normalise_class,
+)
+
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -32,6 +57,20 @@ CREATE TABLE IF NOT EXISTS unlabelled (
     id INTEGER PRIMARY KEY AUTOINCREMENT, image BLOB NOT NULL, stamp_ns INTEGER NOT NULL,
     scenario TEXT NOT NULL DEFAULT '', slot INTEGER NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS held (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, image BLOB NOT NULL, label TEXT NOT NULL,
+    stamp_ns INTEGER NOT NULL, predicted TEXT, model_version INTEGER,
+    confirms INTEGER NOT NULL DEFAULT 0, source TEXT NOT NULL DEFAULT '',
+    scenario TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS classes (
+    name TEXT PRIMARY KEY, reason TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS quarantined (
+    id INTEGER PRIMARY KEY, image BLOB NOT NULL, label TEXT NOT NULL, stamp_ns INTEGER NOT NULL,
+    predicted TEXT, model_version INTEGER, confirms INTEGER NOT NULL DEFAULT 0,
+    source TEXT NOT NULL DEFAULT '', scenario TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS labelled_stamp ON labelled (stamp_ns);
+CREATE INDEX IF NOT EXISTS held_stamp ON held (stamp_ns);
+CREATE INDEX IF NOT EXISTS held_label ON held (label, stamp_ns);
 """
 _LCOLS = "id, image, label, stamp_ns, predicted, model_version, confirms, source, scenario"
 _UCOLS = "id, image, NULL, stamp_ns, NULL, NULL, 0, '', scenario"
@@ -50,6 +89,35 @@ class Sample:
     confirms: bool = False
     source: str = ""
     scenario: str = ""
+
+
+@dataclass
+class Correction:
+    """A caregiver's label paired with its frame, ready for :meth:`SampleStore.add_corrections`;
+    ``label`` must already be normalised (``core.labels.normalise_class``)."""
+
+    image: np.ndarray
+    label: str
+    stamp_ns: int
+    predicted: str | None = None
+    model_version: int | None = None
+    confirms: bool = False
+    source: str = ""
+    scenario: str = ""
+
+
+@dataclass
+class Outcome:
+    """What became of one correction: ``state`` is ``stored`` (a training sample, id in
+    ``labelled``), ``held`` (id in ``held``, waiting for its class) or ``rejected`` (``reason``).
+    ``superseded``: older samples of the same stamp it replaced; ``promoted``: ids in
+    ``labelled`` of held samples released because this correction made their class real."""
+
+    state: str
+    id: int | None = None
+    reason: str = ""
+    superseded: int = 0
+    promoted: list[int] = field(default_factory=list)
 
 
 def _check_image(image: np.ndarray) -> None:
@@ -105,8 +173,30 @@ class SampleStore:
             if c.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == 0:
                 c.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
             version = c.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
+            if version == 1:
+                self._migrate_v1(c)
+                version = SCHEMA_VERSION
         if version != SCHEMA_VERSION:
             raise RuntimeError(f"{self.path}: schema version {version}, expected {SCHEMA_VERSION}")
+
+    @staticmethod
+    def _migrate_v1(c: sqlite3.Connection) -> None:
+        """Version 1 stored any class name. Samples whose name breaks today's rule move to
+        ``quarantined`` (kept, never served) so they cannot re-add the class; the other names
+        become accepted classes (they were trained on already)."""
+        for row_id, label in c.execute("SELECT id, label FROM labelled").fetchall():
+            try:
+                ok = normalise_class(label) == label
+                why = "name is not in canonical form"
+            except InvalidClassName as exc:
+                ok, why = False, exc.reason
+            if not ok:
+                c.execute(f"INSERT INTO quarantined SELECT {_LCOLS}, ? FROM labelled WHERE id = ?",
+                          (f"schema v1 migration: {why}", row_id))
+                c.execute("DELETE FROM labelled WHERE id = ?", (row_id,))
+        c.execute("INSERT OR IGNORE INTO classes (name, reason) "
+                  "SELECT DISTINCT label, 'schema v1 migration' FROM labelled")
+        c.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
 
     def _conn(self) -> sqlite3.Connection:
         """This thread's connection (re-opened after fork: a connection must not cross it)."""
@@ -155,6 +245,106 @@ class SampleStore:
                 (blob, label, stamp, predicted, model_version, int(bool(confirms)),
                  str(source), str(scenario)))
             return int(cur.lastrowid)
+
+    def add_corrections(self, items: list[Correction], policy: ClassPolicy,
+                        known: set[str] | frozenset[str] = frozenset(),
+                        max_held: int = 1000) -> list[Outcome]:
+        """Store a batch of corrections in one committed transaction (see the module docstring
+        for the rules); ``known``: classes the serving model has. Images are encoded before the
+        write lock is taken. Returns one :class:`Outcome` per item, in order; nothing in the
+        batch is committed unless every outcome is (an exception rolls the batch back)."""
+        blobs: list[bytes | None] = []
+        outcomes: list[Outcome | None] = []
+        for it in items:
+            try:
+                _check_stamp(it.stamp_ns)
+                if normalise_class(it.label) != it.label:
+                    raise ValueError(f"label {it.label!r} is not normalised")
+                blobs.append(_encode(it.image))
+                outcomes.append(None)
+            except ValueError as exc:  # InvalidClassName is a ValueError too
+                blobs.append(None)
+                outcomes.append(Outcome("rejected", reason=f"bad_sample: {exc}"))
+        superseded = 0
+        with self._tx() as c:
+            accepted = {r[0] for r in c.execute("SELECT name FROM classes")} | set(known)
+            for k, (it, blob) in enumerate(zip(items, blobs, strict=True)):
+                if blob is None:
+                    continue
+                stamp = int(it.stamp_ns)
+                votes = 1 + int(c.execute(
+                    "SELECT COUNT(DISTINCT stamp_ns) FROM held WHERE label = ? AND stamp_ns != ?",
+                    (it.label, stamp)).fetchone()[0])
+                verdict = policy.decide(it.label, accepted, votes)
+                if verdict.action == REJECT:
+                    outcomes[k] = Outcome("rejected", reason=verdict.reason)
+                    continue
+                if verdict.action == HOLD and int(c.execute(
+                        "SELECT COUNT(*) FROM held WHERE stamp_ns != ?",
+                        (stamp,)).fetchone()[0]) >= max_held:
+                    outcomes[k] = Outcome("rejected", reason="held_full")
+                    continue
+                n_old = (c.execute("DELETE FROM labelled WHERE stamp_ns = ?", (stamp,)).rowcount
+                         + c.execute("DELETE FROM held WHERE stamp_ns = ?", (stamp,)).rowcount)
+                superseded += n_old
+                values = (blob, it.label, stamp, it.predicted,
+                          None if it.model_version is None else int(it.model_version),
+                          int(bool(it.confirms)), str(it.source), str(it.scenario))
+                table = "labelled" if verdict.action == ACCEPT else "held"
+                cur = c.execute(
+                    f"INSERT INTO {table} (image, label, stamp_ns, predicted, model_version, "
+                    "confirms, source, scenario) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", values)
+                out = Outcome("stored" if table == "labelled" else "held", int(cur.lastrowid),
+                              verdict.reason, n_old)
+                if verdict.action == ACCEPT and it.label not in accepted:
+                    out.promoted = self._accept(c, it.label, verdict.reason)
+                    accepted.add(it.label)
+                outcomes[k] = out
+            if superseded:
+                c.execute("INSERT INTO meta VALUES ('superseded', ?) ON CONFLICT(key) DO UPDATE "
+                          "SET value = value + excluded.value", (superseded,))
+        return [o for o in outcomes if o is not None]
+
+    @staticmethod
+    def _accept(c: sqlite3.Connection, name: str, reason: str) -> list[int]:
+        """Record ``name`` as accepted and move its held samples to ``labelled`` (new ids)."""
+        c.execute("INSERT OR IGNORE INTO classes (name, reason) VALUES (?, ?)", (name, reason))
+        top = int(c.execute("SELECT COALESCE(MAX(id), 0) FROM labelled").fetchone()[0])
+        c.execute("INSERT INTO labelled (image, label, stamp_ns, predicted, model_version, "
+                  "confirms, source, scenario) SELECT image, label, stamp_ns, predicted, "
+                  "model_version, confirms, source, scenario FROM held WHERE label = ? "
+                  "ORDER BY id", (name,))
+        c.execute("DELETE FROM held WHERE label = ?", (name,))
+        return [int(r[0]) for r in c.execute(
+            "SELECT id FROM labelled WHERE id > ? ORDER BY id", (top,))]
+
+    def accept_classes(self, names: list[str] | set[str], reason: str) -> list[int]:
+        """Accept ``names`` (normalised; the serving model's classes, the allowed list) and
+        release their held samples; returns the new ``labelled`` ids of released samples."""
+        promoted: list[int] = []
+        with self._tx() as c:
+            for name in sorted(set(names)):
+                promoted += self._accept(c, name, reason)
+        return promoted
+
+    def accepted_classes(self) -> set[str]:
+        return {r[0] for r in self._conn().execute("SELECT name FROM classes")}
+
+    def held_classes(self) -> dict[str, int]:
+        """Classes waiting for acceptance -> number of distinct frames (votes) naming them."""
+        return {str(k): int(v) for k, v in self._conn().execute(
+            "SELECT label, COUNT(DISTINCT stamp_ns) FROM held GROUP BY label")}
+
+    def count_held(self) -> int:
+        return int(self._conn().execute("SELECT COUNT(*) FROM held").fetchone()[0])
+
+    def held(self) -> list[Sample]:
+        """Every held sample, oldest first (for inspection; never for training)."""
+        return self._query(f"SELECT {_LCOLS} FROM held ORDER BY id")
+
+    def superseded_total(self) -> int:
+        row = self._conn().execute("SELECT value FROM meta WHERE key='superseded'").fetchone()
+        return int(row[0]) if row else 0
 
     def add_unlabelled(self, image: np.ndarray, stamp_ns: int, *, scenario: str = "") -> int | None:
         """Offer a frame to the reservoir (Algorithm R over every frame ever offered, across
@@ -258,6 +448,9 @@ class SampleStore:
             "unlabelled_offered": int(offered[0]) if offered else 0,
             "max_unlabelled": self.max_unlabelled,
             "labels": {str(k): int(v) for k, v in per_label.items()},
+            "held": self.count_held(),
+            "held_classes": self.held_classes(),
+            "superseded": self.superseded_total(),
         }
 
     def close(self) -> None:

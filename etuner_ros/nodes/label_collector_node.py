@@ -1,38 +1,74 @@
 """label_collector_node: turn caregivers' corrections into stored, labelled samples.
 
-A correction names a frame by its stamp. The node keeps a bounded cache of recent frames (and of
-the detections made on them), pairs each correction with the frame of the same stamp, and writes
-the sample to the SQLite store in a committed transaction before counting it. A correction that
-arrives before its frame waits up to ``pairing_timeout_s``; one that cannot be paired (frame never
-seen or already evicted, empty class name) is rejected with a log line and a counter, never
-dropped silently. Every ``unlabelled_every_n``-th frame is offered to the store's bounded
-reservoir of unlabelled frames for semi-supervised tuning.
+A correction names a frame by its stamp. The node keeps recent frames (bounded by count and by
+bytes, ``frame_cache_size`` / ``frame_cache_mb``) and the detections made on them, pairs each
+correction with the frame of the same stamp, and hands the pair to a writer thread that commits
+batches to the SQLite store (one transaction, one fsync per batch; see ``core/store.py`` for the
+new-class and last-correction-wins rules, ``core/labels.py`` for the class-name rule).
+
+Every correction ends in exactly one counter on ``/diagnostics``: ``stored`` or ``held``
+(committed), ``rejected.<reason>`` (invalid name, unpairable, policy, store error; logged with the
+name escaped) or ``dropped`` (the bounded write queue was full; logged). Nothing is lost silently:
+the subscription is reliable KEEP_ALL, the callback only validates and enqueues, so DDS never
+overwrites an unread correction; publishers must be reliable (see ``msg/LabelCorrection.msg``).
+A correction that arrives before its frame waits up to ``pairing_timeout_s`` of ROS time (node
+clock, so ``use_sim_time`` and bag replay work). Every ``unlabelled_every_n``-th frame is offered
+to the store's bounded reservoir of unlabelled frames for semi-supervised tuning.
 """
 
 from __future__ import annotations
 
 import threading
-import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict, deque
 from pathlib import Path
+from typing import Any
 
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from etuner_ros.core.store import SampleStore
-from etuner_ros.msg import DetectionArray, LabelCorrection
+from etuner_ros.core.batch_writer import BatchWriter
+from etuner_ros.core.frame_cache import FrameCache
+from etuner_ros.core.labels import ClassPolicy, InvalidClassName, normalise_class, parse_class_list
+from etuner_ros.core.store import Correction, SampleStore
+from etuner_ros.core.text import printable
+from etuner_ros.msg import DetectionArray, LabelCorrection, ModelInfo
 from etuner_ros.ros.diagnostics import OK, WARN, Diagnostics
+from etuner_ros.ros.guard import CallbackGuard
 from etuner_ros.ros.image import ImageConversionError, image_to_rgb
-from etuner_ros.ros.params import declare
-from etuner_ros.ros.qos import RELIABILITY_CHOICES, image_qos, reliable_qos
+from etuner_ros.ros.params import ParameterError, declare
+from etuner_ros.ros.qos import RELIABILITY_CHOICES, image_qos, latched_qos, reliable_qos
 from etuner_ros.ros.run import run_node
 
 PREDICTION_WAIT_S = 0.5  # how long a paired correction waits for its frame's detections
+WRITE_BATCH = 256  # corrections per committed transaction at most
+MAX_SOURCE_CHARS = 128  # a correction's `source` is cut to this before it is stored
+UNLABELLED_PENDING = 4  # unlabelled frames waiting for their writer at most (they are optional)
 
 
 def stamp_ns(stamp) -> int:
     """builtin_interfaces/Time -> integer nanoseconds, the pairing key."""
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def corrections_qos() -> QoSProfile:
+    """Reliable KEEP_ALL: DDS keeps every unread correction (flow control instead of
+    overwriting), and the callback drains it at once into the node's bounded write queue."""
+    return QoSProfile(history=HistoryPolicy.KEEP_ALL, depth=1,
+                      reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.VOLATILE)
+
+
+def _ranges(ids: list[int]) -> str:
+    """[3, 4, 5, 9] -> '3-5,9' (acknowledged ids in one log line)."""
+    out: list[str] = []
+    for i in sorted(ids):
+        if out and int(out[-1].split("-")[-1]) == i - 1:
+            out[-1] = f"{out[-1].split('-')[0]}-{i}"
+        else:
+            out.append(str(i))
+    return ",".join(out)
 
 
 class LabelCollectorNode(Node):
@@ -45,11 +81,15 @@ class LabelCollectorNode(Node):
         store_file = declare(self, "store_file", "samples.db",
                              "SQLite file of the sample store, relative to data_dir",
                              read_only=True)
-        self.cache_size = declare(self, "frame_cache_size", 300,
-                                  "recent frames kept for pairing corrections by stamp",
-                                  minimum=1, maximum=100000, read_only=True)
+        cache_size = declare(self, "frame_cache_size", 300,
+                             "recent frames kept for pairing corrections by stamp",
+                             minimum=1, maximum=100000, read_only=True)
+        cache_mb = declare(self, "frame_cache_mb", 256.0,
+                           "bytes of recent frames kept for pairing, in MiB; a frame larger "
+                           "than this is not cached (counted as oversize_frames)",
+                           minimum=1.0, maximum=65536.0, read_only=True)
         self.timeout_s = declare(self, "pairing_timeout_s", 2.0,
-                                 "how long a correction may wait for its frame to arrive",
+                                 "how long (ROS time) a correction may wait for its frame",
                                  minimum=0.0, maximum=600.0)
         self.every_n = declare(self, "unlabelled_every_n", 5,
                                "offer every n-th frame to the unlabelled reservoir (0 = none)",
@@ -62,125 +102,370 @@ class LabelCollectorNode(Node):
                               choices=RELIABILITY_CHOICES, read_only=True)
         depth = declare(self, "image_queue_depth", 10, "image subscription queue depth",
                         minimum=1, maximum=1000, read_only=True)
+        allowed = declare(self, "allowed_classes", "",
+                          "comma-separated class names corrections may use besides the "
+                          "model's; empty: new classes by new_class_min_votes", read_only=True)
+        min_votes = declare(self, "new_class_min_votes", 3,
+                            "corrections of distinct frames that make a new class real (its "
+                            "samples are held until then; 0 = never, 1 = at once)",
+                            minimum=0, maximum=1000, read_only=True)
+        self.max_held = declare(self, "max_held", 1000,
+                                "held samples (classes not accepted yet) kept at most",
+                                minimum=0, maximum=1_000_000, read_only=True)
+        queue_size = declare(self, "correction_queue_size", 5000,
+                             "corrections waiting for their frame or for the writer at most; "
+                             "beyond it they are dropped (counted, logged)",
+                             minimum=1, maximum=1_000_000, read_only=True)
+        self.no_frame_warn_s = declare(self, "no_frame_warn_s", 10.0,
+                                       "WARN on /diagnostics after this long (ROS time) "
+                                       "without a frame (0 = never)", minimum=0.0,
+                                       maximum=86400.0)
+        try:
+            self.policy = ClassPolicy.build(parse_class_list(allowed), min_votes)
+        except InvalidClassName as exc:
+            raise ParameterError(f"label_collector: allowed_classes: {exc}") from None
 
         path = Path(data_dir).expanduser() / store_file
         path.parent.mkdir(parents=True, exist_ok=True)
         self.store = SampleStore(path, max_unlabelled=int(max_unl))
         self.store_path = path
-        self._lock = threading.Lock()
-        self._frames: OrderedDict[int, Image] = OrderedDict()
-        self._predictions: OrderedDict[int, tuple[str, int]] = OrderedDict()
-        self._waiting: list[tuple[float, LabelCorrection]] = []
-        self._seen = 0
-        self.stored = 0
-        self.unlabelled_kept = 0
-        self.rejected = 0
+        if self.policy.allowed:
+            self.store.accept_classes(set(self.policy.allowed), "allowed_classes")
+        self.guard = CallbackGuard(self)
+        self.counts: Counter[str] = Counter()
+        self.rejections: Counter[str] = Counter()
         self.last_rejection = ""
+        self._count_lock = threading.Lock()
+        self._frames: FrameCache[Image] = FrameCache(cache_size, int(cache_mb * 2**20))
+        self._predictions: OrderedDict[int, tuple[str, int]] = OrderedDict()
+        self._pred_lock = threading.Lock()
+        self._model_classes: frozenset[str] = frozenset()
+        self._new_model_classes: set[str] = set()
+        self._waiting: deque[tuple[int, LabelCorrection]] = deque()
+        self._waiting_stamps: Counter[int] = Counter()  # keeps same-stamp corrections in order
+        self._wait_lock = threading.Lock()
+        self._queue_size = int(queue_size)
+        self._classes_lock = threading.Lock()
+        self._last_frame_ns = self._now()
+        self._seen = 0
 
-        self.create_subscription(Image, "image", self._on_image, image_qos(reliability, depth))
-        self.create_subscription(DetectionArray, "detections", self._on_detections,
-                                 reliable_qos(50))
-        self.create_subscription(LabelCorrection, "corrections", self._on_correction,
-                                 reliable_qos(100))
-        self.create_timer(0.2, self._retry_waiting)
+        g = self.guard.wrap
+        self.create_subscription(Image, "image", g(self._on_image, "image"),
+                                 image_qos(reliability, depth))
+        self.create_subscription(DetectionArray, "detections",
+                                 g(self._on_detections, "detections"), reliable_qos(50))
+        self.create_subscription(ModelInfo, "model_info", g(self._on_model_info, "model_info"),
+                                 latched_qos())
+        events = SubscriptionEventCallbacks(
+            incompatible_qos=g(self._on_incompatible, "corrections.incompatible_qos"),
+            message_lost=g(self._on_lost, "corrections.message_lost"))
+        self.create_subscription(LabelCorrection, "corrections",
+                                 g(self._on_correction, "corrections"), corrections_qos(),
+                                 event_callbacks=events)
+        self.create_timer(0.1, g(self._retry_waiting, "pairing_timer"))
         Diagnostics(self, "samples", self._diagnose)
-        self.get_logger().info(f"storing labelled samples in {path}")
+        # Pending writes may pin at most another frame_cache_mb of frames.
+        self._writer: BatchWriter[tuple] = BatchWriter(
+            self._write, self._queue_size, self._frames.max_bytes, batch_max=WRITE_BATCH,
+            on_error=lambda exc: self.guard.record("writer", exc),
+            idle=self._accept_model_classes, name="collector_writer")
+        self._unlabelled: BatchWriter[tuple] = BatchWriter(
+            self._write_unlabelled, UNLABELLED_PENDING, 2**62, batch_max=UNLABELLED_PENDING,
+            on_error=lambda exc: self.guard.record("unlabelled_writer", exc),
+            name="collector_unlabelled")
+        self.get_logger().info(
+            f"storing labelled samples in {path}; new classes: "
+            + (f"only {sorted(self.policy.allowed)}" if self.policy.allowed
+               else f"after {min_votes} vote(s)" if min_votes else "none"))
+
+    # --- counters the demo prints --------------------------------------------------------
+    @property
+    def stored(self) -> int:
+        """Corrections committed as training samples (held ones released later included)."""
+        with self._count_lock:
+            return self.counts["stored"] + self.counts["promoted"]
+
+    @property
+    def rejected(self) -> int:
+        with self._count_lock:
+            return sum(self.rejections.values())
+
+    @property
+    def unlabelled_kept(self) -> int:
+        with self._count_lock:
+            return self.counts["unlabelled_kept"]
+
+    # --- helpers -------------------------------------------------------------------------
+    def _now(self) -> int:
+        return self.get_clock().now().nanoseconds
+
+    def _count(self, key: str, n: int = 1) -> None:
+        with self._count_lock:
+            self.counts[key] += n
+
+    def _reject(self, msg: LabelCorrection, reason: str, detail: str = "") -> None:
+        """Count under ``reason``; log the first 10 of each reason, then every 100th."""
+        with self._count_lock:
+            self.rejections[reason] += 1
+            n = self.rejections[reason]
+            total = sum(self.rejections.values())
+            self.last_rejection = f"{reason}: {printable(msg.true_class, 40)}"
+        if n <= 10 or n % 100 == 0:
+            self.get_logger().warn(
+                f"rejected correction '{printable(msg.true_class, 70)}' for stamp "
+                f"{stamp_ns(msg.header.stamp)} from '{printable(msg.source, 40)}': {reason}"
+                f"{': ' + printable(detail, 160) if detail else ''} "
+                f"[{n} {reason}, {total} rejected so far]")
+
+    def _drop(self, msg: LabelCorrection, why: str) -> None:
+        with self._count_lock:
+            self.counts["dropped"] += 1
+            n = self.counts["dropped"]
+        if n <= 10 or n % 100 == 0:
+            self.get_logger().warn(
+                f"dropped correction '{printable(msg.true_class, 70)}' for stamp "
+                f"{stamp_ns(msg.header.stamp)}: {why} [{n} dropped so far]")
 
     # --- inputs --------------------------------------------------------------------------
     def _on_image(self, msg: Image) -> None:
         key = stamp_ns(msg.header.stamp)
-        with self._lock:
-            self._frames[key] = msg
-            while len(self._frames) > self.cache_size:
-                self._frames.popitem(last=False)
-            self._seen += 1
-            offer = self.every_n > 0 and self._seen % self.every_n == 0
-        if offer:
-            try:
-                if self.store.add_unlabelled(image_to_rgb(msg), key) is not None:
-                    self.unlabelled_kept += 1
-            except (ImageConversionError, ValueError) as exc:
-                self.get_logger().warn(f"unlabelled frame not kept: {exc}",
-                                       throttle_duration_sec=5.0)
+        size = len(msg.data)
+        self._count("frames")
+        self._last_frame_ns = self._now()
+        if not self._frames.put(key, msg, size):
+            self._count("oversize_frames")
+            self.get_logger().warn(
+                f"frame {msg.width}x{msg.height} {printable(msg.encoding, 20)} of {size} bytes "
+                f"exceeds frame_cache_mb; not cached, corrections for it will be rejected",
+                throttle_duration_sec=5.0)
+            return
+        self._seen += 1
+        if self.every_n > 0 and self._seen % self.every_n == 0 and not self._unlabelled.offer(
+                (msg, key)):
+            self._count("unlabelled_skipped")
 
     def _on_detections(self, msg: DetectionArray) -> None:
         if not msg.detections:
             return
         best = max(msg.detections, key=lambda d: d.score)
-        with self._lock:
+        with self._pred_lock:
             self._predictions[stamp_ns(msg.header.stamp)] = (best.class_name, msg.model_version)
-            while len(self._predictions) > self.cache_size:
+            while len(self._predictions) > self._frames.max_items:
                 self._predictions.popitem(last=False)
 
+    def _on_model_info(self, msg: ModelInfo) -> None:
+        """The serving model's classes are known: corrections naming them are stored, and
+        held samples of them are released (by the writer)."""
+        names = {str(n) for n in msg.class_names}
+        self._model_classes = frozenset(names)
+        with self._classes_lock:
+            self._new_model_classes |= names
+
+    def _on_incompatible(self, info) -> None:
+        self._count("incompatible_publishers")
+        self.get_logger().error(
+            "a publisher on 'corrections' has an incompatible QoS (policy id "
+            f"{info.last_policy_kind}); caregiver UIs must publish RELIABLE (KEEP_ALL or a deep "
+            "KEEP_LAST), or their corrections never arrive")
+
+    def _on_lost(self, info) -> None:
+        """DDS reports corrections it lost on the way (rare with reliable QoS)."""
+        self._count("lost_in_transport", int(info.total_count_change))
+        self.get_logger().error(
+            f"DDS lost {info.total_count_change} correction(s) before they reached this node "
+            f"({info.total_count} in all); is the publisher reliable with a deep queue?")
+
     def _on_correction(self, msg: LabelCorrection) -> None:
-        if not msg.true_class.strip():
-            self._reject(msg, "empty true_class")
+        self._count("received")
+        try:
+            msg.true_class = normalise_class(msg.true_class)
+        except InvalidClassName as exc:
+            self._reject(msg, exc.reason, str(exc))
             return
-        if not self._try_store(msg, waited=0.0):
-            with self._lock:
-                oldest = next(iter(self._frames)) if self._frames else None
-            if oldest is not None and stamp_ns(msg.header.stamp) < oldest:
-                self._reject(msg, "frame older than every cached frame (evicted); raise "
-                                  "frame_cache_size if caregivers answer this late")
-            else:  # its frame may still be on its way
-                self._waiting.append((time.monotonic(), msg))
+        if msg.header.stamp.sec < 0:
+            self._reject(msg, "bad_stamp", "negative stamp")
+            return
+        key = stamp_ns(msg.header.stamp)
+        with self._wait_lock:
+            behind = self._waiting_stamps[key] > 0  # an earlier one of this stamp waits
+        if not behind and self._pair(msg, waited_ns=0):
+            return
+        oldest = self._frames.oldest_key()
+        if not behind and oldest is not None and key < oldest:
+            self._reject(msg, "evicted", "frame older than every cached frame; raise "
+                                         "frame_cache_size / frame_cache_mb if caregivers "
+                                         "answer this late")
+            return
+        with self._wait_lock:  # its frame may still be on its way
+            if len(self._waiting) < self._queue_size:
+                self._waiting.append((self._now(), msg))
+                self._waiting_stamps[key] += 1
+                return
+        self._drop(msg, "too many corrections waiting for their frames")
 
     def _retry_waiting(self) -> None:
-        now, still = time.monotonic(), []
-        for t, msg in self._waiting:
-            if self._try_store(msg, waited=now - t):
+        now = self._now()
+        with self._wait_lock:
+            waiting, self._waiting = self._waiting, deque()
+        still: deque[tuple[int, LabelCorrection]] = deque()
+        blocked: set[int] = set()  # a stamp whose earlier correction still waits
+        for t, msg in waiting:
+            waited, key = now - t, stamp_ns(msg.header.stamp)
+            if key not in blocked and self._pair(msg, waited_ns=waited):
+                self._unwait(key)
                 continue
-            if now - t >= self.timeout_s:
-                self._reject(msg, f"no frame with this stamp within {self.timeout_s:.1f} s "
-                                  "(evicted, dropped, or never published)")
+            if waited >= self.timeout_s * 1e9:
+                self._unwait(key)
+                self._reject(msg, "no_frame", f"no frame with this stamp within "
+                                              f"{self.timeout_s:.1f} s (evicted, dropped, or "
+                                              "never published)")
             else:
+                blocked.add(key)
                 still.append((t, msg))
-        self._waiting = still
+        with self._wait_lock:
+            self._waiting.extendleft(reversed(still))
 
-    # --- pairing and storage -------------------------------------------------------------
-    def _try_store(self, msg: LabelCorrection, waited: float) -> bool:
-        """Store if the frame is cached. A correction that overtook the frame's detections
-        waits briefly for them, so the sample records the prediction it corrected."""
+    def _unwait(self, key: int) -> None:
+        with self._wait_lock:
+            self._waiting_stamps[key] -= 1
+            if self._waiting_stamps[key] <= 0:
+                del self._waiting_stamps[key]
+
+    def _pair(self, msg: LabelCorrection, waited_ns: int) -> bool:
+        """Hand the correction to the writer if its frame is cached (True: handled). One that
+        overtook the frame's detections waits briefly, so the sample records the prediction
+        it corrected."""
         key = stamp_ns(msg.header.stamp)
-        with self._lock:
-            frame = self._frames.get(key)
-            predicted, version = self._predictions.get(key, (None, None))
+        frame = self._frames.get(key)
         if frame is None:
             return False
-        if predicted is None and waited < min(PREDICTION_WAIT_S, self.timeout_s):
+        with self._pred_lock:
+            predicted, version = self._predictions.get(key, (None, None))
+        if predicted is None and waited_ns < min(PREDICTION_WAIT_S, self.timeout_s) * 1e9:
             return False
-        try:
-            image = image_to_rgb(frame)
-            row = self.store.add_labelled(
-                image, msg.true_class.strip(), key, predicted=predicted,
-                model_version=version, confirms=bool(msg.confirms), source=msg.source)
-        except (ImageConversionError, ValueError) as exc:
-            self._reject(msg, f"cannot store: {exc}")
-            return True  # handled: rejected with a reason, must not be retried
-        self.stored += 1  # counted only after the commit above
-        kind = "confirmation" if msg.confirms else "correction"
-        self.get_logger().info(
-            f"stored {kind} #{row}: '{msg.true_class}' (predicted '{predicted}', "
-            f"v{version}) stamp {key}")
+        if not self._writer.offer((msg, frame, predicted, version), len(frame.data)):
+            self._drop(msg, f"write queue full (correction_queue_size {self._queue_size}, "
+                            "or frame_cache_mb of frames pending)")
         return True
 
-    def _reject(self, msg: LabelCorrection, why: str) -> None:
-        self.rejected += 1
-        self.last_rejection = why
-        self.get_logger().warn(
-            f"rejected correction '{msg.true_class}' for stamp {stamp_ns(msg.header.stamp)} "
-            f"from '{msg.source}': {why} (rejected so far: {self.rejected})")
+    # --- the writer thread ---------------------------------------------------------------
+    def _accept_model_classes(self) -> None:
+        with self._classes_lock:
+            names, self._new_model_classes = self._new_model_classes, set()
+        if names:
+            promoted = self.store.accept_classes(names, "model")
+            if promoted:
+                self._count("promoted", len(promoted))
+                self.get_logger().info(f"released {len(promoted)} held sample(s) whose class "
+                                       f"the model now has [ids {_ranges(promoted)}]")
 
+    def _write_unlabelled(self, batch: list[tuple]) -> None:
+        for frame, key in batch:
+            try:
+                if self.store.add_unlabelled(image_to_rgb(frame), key) is not None:
+                    self._count("unlabelled_kept")
+            except (ImageConversionError, ValueError) as exc:
+                self.get_logger().warn(f"unlabelled frame not kept: {printable(exc, 160)}",
+                                       throttle_duration_sec=5.0)
+
+    def _write(self, batch: list[tuple]) -> None:
+        """Runs on the writer thread: one transaction for the batch, then the counters."""
+        msgs: list[LabelCorrection] = []
+        items: list[Correction] = []
+        for msg, frame, predicted, version in batch:
+            try:
+                image = image_to_rgb(frame)
+            except ImageConversionError as exc:
+                self._reject(msg, "bad_image", str(exc))
+                continue
+            msgs.append(msg)
+            items.append(Correction(
+                image, msg.true_class, stamp_ns(msg.header.stamp), predicted=predicted,
+                model_version=version, confirms=bool(msg.confirms),
+                source=msg.source[:MAX_SOURCE_CHARS]))
+        if not items:
+            return
+        try:
+            outcomes = self.store.add_corrections(items, self.policy, self._model_classes,
+                                                  self.max_held)
+        except Exception as exc:  # the batch was rolled back: nothing of it is stored
+            self.guard.record("store", exc)
+            for msg in msgs:
+                self._reject(msg, "store_error", f"{type(exc).__name__}: {exc}")
+            return
+        stored, held, superseded, promoted = [], [], 0, []
+        for msg, out in zip(msgs, outcomes, strict=True):
+            if out.state == "rejected":
+                self._reject(msg, out.reason.split(":")[0], out.reason)
+                continue
+            (stored if out.state == "stored" else held).append(out.id)
+            superseded += out.superseded
+            promoted += out.promoted
+        # Counted only now: everything above is committed (synchronous=FULL).
+        with self._count_lock:
+            self.counts["stored"] += len(stored)
+            self.counts["held"] += len(held)
+            self.counts["superseded"] += superseded
+            self.counts["promoted"] += len(promoted)
+        if stored or held:
+            self.get_logger().info(
+                f"committed {len(stored)} sample(s) [ids {_ranges(stored) or '-'}], held "
+                f"{len(held)} [held ids {_ranges(held) or '-'}], superseded {superseded}, "
+                f"released {len(promoted)} held [ids {_ranges(promoted) or '-'}]")
+
+    # --- diagnostics and shutdown --------------------------------------------------------
     def _diagnose(self) -> tuple[bytes, str, dict]:
-        values = {"stored": self.stored, "rejected": self.rejected,
-                  "waiting": len(self._waiting), "unlabelled_kept": self.unlabelled_kept,
-                  "frames_cached": len(self._frames), "store": str(self.store_path),
-                  "last_rejection": self.last_rejection}
-        if self.rejected:
-            return WARN, f"{self.rejected} correction(s) rejected: {self.last_rejection}", values
-        return OK, f"{self.stored} samples stored", values
+        with self._count_lock:
+            counts, rejections = dict(self.counts), dict(self.rejections)
+            last = self.last_rejection
+        rejected = sum(rejections.values())
+        since_frame = (self._now() - self._last_frame_ns) / 1e9
+        values: dict[str, Any] = {
+            k: counts.get(k, 0) for k in (
+                "received", "stored", "held", "promoted", "superseded", "dropped", "frames",
+                "oversize_frames", "unlabelled_kept", "unlabelled_skipped",
+                "incompatible_publishers", "lost_in_transport")}
+        values["rejected"] = rejected
+        values.update({f"rejected.{k}": v for k, v in sorted(rejections.items())})
+        with self._wait_lock:
+            values["waiting"] = len(self._waiting)
+        values["write_queue"] = self._writer.pending()
+        values.update({"frames_cached": len(self._frames),
+                       "frame_cache_bytes": self._frames.nbytes,
+                       "seconds_since_frame": round(since_frame, 1),
+                       "model_classes": len(self._model_classes),
+                       "store_labelled": self.store.count_labelled(),
+                       "store_held": self.store.count_held(),
+                       "store": str(self.store_path), "last_rejection": last})
+        values.update(self.guard.values())
+        problems = []
+        if self.no_frame_warn_s > 0 and since_frame > self.no_frame_warn_s:
+            problems.append(f"no frames for {since_frame:.0f} s")
+        if counts.get("dropped"):
+            problems.append(f"{counts['dropped']} correction(s) dropped")
+        if rejected:
+            problems.append(f"{rejected} correction(s) rejected, last {last}")
+        if values["callback_failures"]:
+            problems.append(f"{values['callback_failures']} callback failure(s)")
+        if counts.get("lost_in_transport"):
+            problems.append(f"DDS lost {counts['lost_in_transport']} correction(s)")
+        if counts.get("incompatible_publishers"):
+            problems.append("a corrections publisher has an incompatible QoS")
+        if problems:
+            return WARN, "; ".join(problems), values
+        return OK, f"{counts.get('stored', 0)} samples stored", values
 
     def destroy_node(self) -> None:
+        """Write what is already paired, count what still waits for a frame, close."""
+        self._unlabelled.close()
+        if not self._writer.close():
+            self.get_logger().error("writer did not finish within 30 s; corrections still "
+                                    f"queued: {self._writer.pending()}")
+        with self._wait_lock:
+            left, self._waiting = list(self._waiting), deque()
+            self._waiting_stamps.clear()
+        for _, msg in left:
+            self._reject(msg, "shutdown", "node stopped before its frame arrived")
         self.store.close()
         super().destroy_node()
 

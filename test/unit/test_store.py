@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from etuner_ros.core.store import SampleStore
+from etuner_ros.core.labels import ClassPolicy
+from etuner_ros.core.store import Correction, SampleStore
 
 
 def _img(rng: np.random.Generator, h: int = 24, w: int = 32) -> np.ndarray:
@@ -119,7 +120,7 @@ def test_two_stores_and_threads_share_one_db(tmp_path: Path) -> None:
 
 def test_schema_version_recorded(store: SampleStore) -> None:
     con = sqlite3.connect(store.path)
-    assert con.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+    assert con.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
     SampleStore(store.path).close()  # reopening does not add a second row
     assert con.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == 1
 
@@ -164,3 +165,118 @@ def test_reservoir_roughly_uniform(tmp_path: Path) -> None:
     # Each half expects 300 hits (sd ~ 12 with these counts); a FIFO or "keep first" would be 0/600.
     assert 240 < first < 360 and 240 < last < 360
     assert hits.max() <= 12  # expected 3 per frame
+
+
+def _c(label: str, stamp: int, value: int = 0, **kw) -> Correction:
+    return Correction(np.full((4, 4, 3), value, np.uint8), label, stamp, **kw)
+
+
+VOTES3 = ClassPolicy.build([], 3)
+
+
+def test_new_class_held_until_votes_then_released_as_new_ids(store: SampleStore) -> None:
+    [o] = store.add_corrections([_c("cup", 1)], VOTES3, known={"cup"})
+    assert o.state == "stored" and store.max_labelled_id() == o.id
+    watermark = store.max_labelled_id()
+    outs = store.add_corrections([_c("walker", 2), _c("walker", 3)], VOTES3, known={"cup"})
+    assert [o.state for o in outs] == ["held", "held"]
+    assert store.count_labelled() == 1 and store.labelled_since(watermark) == []
+    assert store.held_classes() == {"walker": 2} and "walker" not in store.accepted_classes()
+    [third] = store.add_corrections([_c("walker", 4)], VOTES3, known={"cup"})
+    assert third.state == "stored" and third.reason == "3 votes"
+    new = store.labelled_since(watermark)
+    assert sorted(s.stamp_ns for s in new) == [2, 3, 4] and min(s.id for s in new) > watermark
+    assert set(third.promoted) | {third.id} == {s.id for s in new}
+    assert store.count_held() == 0 and "walker" in store.accepted_classes()
+    [later] = store.add_corrections([_c("walker", 5)], VOTES3)
+    assert later.state == "stored" and later.reason == "known"
+
+
+def test_votes_count_distinct_frames(store: SampleStore) -> None:
+    for _ in range(5):  # the same frame corrected again and again is one vote
+        [o] = store.add_corrections([_c("walker", 7)], VOTES3)
+        assert o.state == "held"
+    assert store.held_classes() == {"walker": 1} and store.count_held() == 1
+
+
+def test_held_class_stays_held_after_restart(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    with SampleStore(path) as s:
+        s.add_corrections([_c("typo_cup", 1), _c("cup", 2)], VOTES3, known={"cup"})
+    with SampleStore(path) as s:  # no model classes passed: nothing re-adds the held name
+        assert s.count_labelled() == 1 and [x.label for x in s.labelled_since(0)] == ["cup"]
+        assert s.held_classes() == {"typo_cup": 1}
+        assert [x.label for x in s.held()] == ["typo_cup"]
+
+
+def test_allowed_list_rejects_and_zero_votes_never_hold(store: SampleStore) -> None:
+    closed = ClassPolicy.build(["cup", "walker"], 3)
+    outs = store.add_corrections([_c("walker", 1), _c("wlaker", 2), _c("cup", 3)], closed)
+    assert [(o.state, o.reason) for o in outs] == [
+        ("stored", "allowed_classes"), ("rejected", "not_allowed"), ("stored", "allowed_classes")]
+    [o] = store.add_corrections([_c("bottle", 4)], ClassPolicy.build([], 0))
+    assert (o.state, o.reason) == ("rejected", "new_classes_off") and store.count_held() == 0
+
+
+def test_last_correction_of_a_stamp_wins(store: SampleStore) -> None:
+    [a] = store.add_corrections([_c("cup", 10, 1)], VOTES3, known={"cup", "mug"})
+    watermark = store.max_labelled_id()
+    [b] = store.add_corrections([_c("mug", 10, 2)], VOTES3, known={"cup", "mug"})
+    assert b.state == "stored" and b.superseded == 1 and b.id > a.id
+    [s] = store.labelled_since(0)
+    assert (s.label, s.id) == ("mug", b.id) and [x.id for x in store.labelled_since(watermark)] \
+        == [b.id]
+    # within one batch too, in order
+    outs = store.add_corrections([_c("cup", 11), _c("mug", 11), _c("cup", 11)], VOTES3,
+                                 known={"cup", "mug"})
+    assert [o.superseded for o in outs] == [0, 1, 1]
+    assert [(x.stamp_ns, x.label) for x in store.labelled_since(0)] == [(10, "mug"), (11, "cup")]
+    assert store.superseded_total() == 3 and store.stats()["superseded"] == 3
+
+
+def test_supersede_crosses_held_and_labelled_but_not_rejected(store: SampleStore) -> None:
+    store.add_corrections([_c("walker", 20)], VOTES3, known={"cup"})
+    [o] = store.add_corrections([_c("cup", 20)], VOTES3, known={"cup"})
+    assert o.superseded == 1 and store.count_held() == 0 and store.count_labelled() == 1
+    [o] = store.add_corrections([_c("walker", 20)], VOTES3, known={"cup"})
+    assert o.state == "held" and o.superseded == 1 and store.count_labelled() == 0
+    closed = ClassPolicy.build(["cup"], 3)
+    store.add_corrections([_c("cup", 21)], closed)
+    [o] = store.add_corrections([_c("nope", 21)], closed)
+    assert o.state == "rejected" and [x.label for x in store.labelled_since(0)] == ["cup"]
+
+
+def test_held_bound_and_bad_samples_do_not_spoil_the_batch(store: SampleStore) -> None:
+    outs = store.add_corrections([_c(f"new{i}", i) for i in range(4)], VOTES3, max_held=3)
+    assert [o.state for o in outs] == ["held", "held", "held", "rejected"]
+    assert outs[3].reason == "held_full"
+    bad = [Correction(np.zeros((4, 4), np.uint8), "cup", 50), _c("Cup", 51), _c("cup", -1),
+           _c("cup", 52)]
+    outs = store.add_corrections(bad, VOTES3, known={"cup"})
+    assert [o.state for o in outs] == ["rejected", "rejected", "rejected", "stored"]
+    assert all(o.reason.startswith("bad_sample") for o in outs[:3])
+
+
+def test_accept_classes_releases_held_samples(store: SampleStore) -> None:
+    store.add_corrections([_c("walker", 1), _c("keys", 2)], VOTES3)
+    ids = store.accept_classes(["walker"], "model")
+    assert [s.id for s in store.labelled_since(0)] == ids and store.held_classes() == {"keys": 1}
+    assert store.accept_classes(["walker"], "model") == []
+
+
+def test_schema_v1_store_is_migrated_and_bad_names_quarantined(tmp_path: Path) -> None:
+    path = tmp_path / "v1.db"
+    rng = np.random.default_rng(5)
+    with SampleStore(path) as s:
+        for i, label in enumerate(["cup", "../../etc/passwd", "x" * 10_000, "cup\nforged", "book"]):
+            s.add_labelled(_img(rng, 4, 4), label, i)
+    con = sqlite3.connect(path)
+    con.executescript("DELETE FROM schema_version; INSERT INTO schema_version VALUES (1);"
+                      "DROP TABLE classes; DROP TABLE held; DROP TABLE quarantined;")
+    con.close()
+    with SampleStore(path) as s:
+        assert sorted(x.label for x in s.labelled_since(0)) == ["book", "cup"]
+        assert s.accepted_classes() == {"book", "cup"}
+    con = sqlite3.connect(path)
+    assert con.execute("SELECT COUNT(*) FROM quarantined").fetchone()[0] == 3
+    assert con.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] == 2
