@@ -469,6 +469,25 @@ class ContinualTuner:
                 outs.append(z)
         return outs
 
+    def restore(self, trained: list, seen: int) -> None:
+        """Labels an earlier run already trained on (a bounded sample from the store): held-out
+        ones refill the validation slice, the others the replay reservoir, as if ``seen``
+        labels had passed through it. None becomes pending: a restart does not retrain them."""
+        if not trained:
+            return
+        xs = self._x([s.image for s in trained])
+        with self._lock:
+            for s, x in zip(trained, xs, strict=True):
+                label = self._name(s.label, self.class_names)
+                if label not in self.class_names:
+                    self.class_names.append(label)
+                item = _Item(int(s.id), x, label)
+                if is_holdout(item.id, self.config.train.holdout_fraction):
+                    self._holdout.append(item)
+                elif len(self._replay) < self.config.train.replay_capacity:
+                    self._replay.append(item)
+            self._seen_replay = max(self._seen_replay, int(seen), len(self._replay))
+
     def deploy(self, bundle: ModelBundle) -> None:
         """The serving model changed: compare against it, and re-base the drift detector on
         the newest frames as the new model sees them (its feature space moved)."""
