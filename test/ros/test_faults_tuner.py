@@ -238,16 +238,20 @@ def test_kill_9_during_a_round_then_restart_resumes_without_retraining(tmp_path,
         b.labels(1)
         wait_for(lambda: stored(tmp_path) >= 16, 30, "a fresh detection")
         wait_for(lambda: any(d.model_version == 2 for d in b.dets), 30, "detections by v2")
+        t0 = time.monotonic()
         assert b.probe.call(Trigger, "tuner/force_tune", Trigger.Request()).success
         wait_for(lambda: b.info[-1].version == 3, 240, "v3 after the restart")
+        round_s = time.monotonic() - t0  # force -> new model announced: train, save, swap
         assert sha256_file(tmp_path / "models" / "mobilenet_v3_small_v0002.pt") == v2_sha
         # kill -9 at a random moment of the next round (training, saving, swapping, pointer)
         b.labels(6, consistent=False)
         wait_for(lambda: stored(tmp_path) >= 22, 30, "22 stored samples")
         assert b.probe.call(Trigger, "tuner/force_tune", Trigger.Request()).success
-        time.sleep(random.Random(os.getpid()).uniform(0.0, 2.0))
+        time.sleep(random.Random(os.getpid()).uniform(0.0, round_s))
     finally:
         b.kill()
+    tuner_lines = [ln for ln in b.sut.log().splitlines() if "[tuner]" in ln]
+    print(f"killed {round_s:.1f} s-round after: {tuner_lines[-1] if tuner_lines else ''}")
     c = System(tmp_path, base, "c")
     try:
         c.ready()
