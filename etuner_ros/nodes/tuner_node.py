@@ -130,10 +130,12 @@ class TunerNode(Node):
         self._last_unlabelled = self._watermark["unlabelled_through"]
         self._detections = 0
         self._frames: deque[Image] = deque(maxlen=64)  # bounded: a slow tick drops the oldest
-        self._last_frame = self._now()
+        # None until the clock runs (under use_sim_time it reads 0 until /clock arrives, then
+        # jumps): silence and rates are measured from the first time seen on a running clock.
+        self._last_frame: float | None = None
         self.changes_detected = 0
         self.max_change_score = 0.0
-        self._rate_t0 = self._now()
+        self._rate_t0: float | None = None
 
         g = self.guard.wrap
         services = ReentrantCallbackGroup()
@@ -239,7 +241,9 @@ class TunerNode(Node):
         if len(self._frames) == self._frames.maxlen:
             self.counts["frames_dropped"] += 1
         self._frames.append(msg)
-        self._last_frame = self._now()
+        now = self._now()
+        if now > 0:
+            self._last_frame = now
 
     # --- the loop ------------------------------------------------------------------------
     def _tick(self) -> None:
@@ -282,11 +286,13 @@ class TunerNode(Node):
             if engine.status().get("change_detected", False) and not was_changed:
                 self.changes_detected += 1
                 self.get_logger().info(f"scenario change detected (score {score:.2f})")
-        dt = now - self._rate_t0
+        if now <= 0:
+            return  # the clock is not running yet (use_sim_time before the first /clock)
+        dt = now - self._rate_t0 if self._rate_t0 is not None else -1.0
         if dt >= 1.0:
             engine.observe_inference_rate(self._detections / dt)
             self._detections, self._rate_t0 = 0, now
-        elif dt < 0:  # the clock jumped back (bag replay restarted): start a new window
+        elif dt < 0:  # first tick, or the clock jumped back (bag replay restarted)
             self._detections, self._rate_t0 = 0, now
 
     def _start_round(self, decision) -> None:
@@ -502,7 +508,10 @@ class TunerNode(Node):
     def _diagnose(self) -> tuple[bytes, str, dict]:
         s = self.status_dict()
         values = {k: v for k, v in s.items() if not isinstance(v, (dict, list))}
-        silent = self._now() - self._last_frame
+        now = self._now()
+        if now > 0 and (self._last_frame is None or now < self._last_frame):
+            self._last_frame = now  # start watching (or the clock went back)
+        silent = 0.0 if self._last_frame is None else now - self._last_frame
         values["seconds_since_frame"] = silent
         if self.state == TunerStatus.STATE_ERROR:
             return ERROR, self.last_error, values

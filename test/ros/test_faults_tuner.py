@@ -291,3 +291,31 @@ def test_a_bad_policy_parameter_stops_bringup_with_a_clear_message(tmp_path, bas
         assert "lazytune.acc_threshold out of range" in s.sut.log()
     finally:
         s.close()
+
+
+def test_tuner_times_against_ros_time_under_use_sim_time(tmp_path, base):
+    """With use_sim_time the tuner's clock is /clock: a frozen sim clock never makes the camera
+    look silent, and 10 simulated seconds without frames do (whatever the wall clock says)."""
+    from rosgraph_msgs.msg import Clock
+
+    s = System(tmp_path, base, "sim", warn=30.0,
+               extra="/**/tuner:\n  ros__parameters:\n    use_sim_time: true\n"
+                     "    no_frames_warn_s: 5.0\n")
+    try:
+        clock = s.probe.publisher(Clock, "/clock", 10)
+        wait_for(lambda: s.sut.check() or clock.get_subscription_count() >= 1, 60,
+                 "the tuner subscribed to /clock")
+        clock.publish(Clock(clock=Time(sec=5000)))
+        wait_for(lambda: s.status and s.status[-1].header.stamp.sec == 5000, 60,
+                 "status stamped with simulated time")
+
+        def silent():
+            return [st for a in s.diag for st in a.status if st.name.startswith("tuner")
+                    and "no camera frame" in st.message]
+
+        time.sleep(8.0)  # wall time passes, simulated time does not
+        assert not silent()
+        clock.publish(Clock(clock=Time(sec=5010)))
+        wait_for(silent, 30, "WARN after 10 simulated seconds without a frame")
+    finally:
+        assert s.close() == 0
