@@ -171,6 +171,8 @@ def test_twenty_parallel_force_calls_start_one_round_and_all_are_answered(tmp_pa
         assert s.last().rounds_done == 1
         assert sorted(ModelRegistry(tmp_path / "models", clean=False).versions()) == [2]
         assert s.info[-1].version == 2
+        # model_info and the swap answer both announce v2: the engine is told once
+        assert s.sut.log().count("[tuner]: serving v2 (from") == 1
     finally:
         assert s.close() == 0
 
@@ -317,5 +319,25 @@ def test_tuner_times_against_ros_time_under_use_sim_time(tmp_path, base):
         assert not silent()
         clock.publish(Clock(clock=Time(sec=5010)))
         wait_for(silent, 30, "WARN after 10 simulated seconds without a frame")
+    finally:
+        assert s.close() == 0
+
+
+def test_perception_falls_back_to_the_base_when_the_pointed_model_is_bad(tmp_path, base):
+    """A pointer naming a file that no longer matches its hash (a torn copy, a hand edit):
+    perception warns and serves the configured base instead of a model nobody accepted."""
+    reg = ModelRegistry(tmp_path / "models")
+    good = make_checkpoint(reg.path_of("mobilenet_v3_small", 5), 5)
+    reg.activate(5, good, base=(1, str(base)))
+    good.write_bytes(good.read_bytes()[:4096])
+    s = System(tmp_path, base, "fallback")
+    try:
+        s.ready()
+        assert s.info[-1].version == 1 and s.info[-1].checkpoint_path == str(base)
+        assert "active model v5 not usable" in s.sut.log()
+        s.labels(6)
+        wait_for(lambda: stored(tmp_path) >= 6, 30, "6 stored samples")
+        assert s.probe.call(Trigger, "tuner/force_tune", Trigger.Request()).success
+        wait_for(lambda: s.info[-1].version == 6, 120, "v6: 5 stays used even though bad")
     finally:
         assert s.close() == 0
