@@ -307,9 +307,17 @@ class ContinualTuner:
             return d
 
     # --- the round ------------------------------------------------------------------------
-    def run_round(self, now: float,
-                  progress: Callable[[str], None] | None = None) -> RoundResult:
-        """Train on all pending labels + replay (+ pseudo-labels); see the module docstring."""
+    def run_round(self, now: float, progress: Callable[[str], None] | None = None,
+                  version: int | None = None) -> RoundResult:
+        """Train on all pending labels + replay (+ pseudo-labels); see the module docstring.
+        ``version``: the candidate's (the tuner node's registry keeps versions unique across
+        runs); default the serving version + 1."""
+        result = self._run_round(now, progress)
+        if version is not None:
+            result.candidate.version = int(version)
+        return result
+
+    def _run_round(self, now: float, progress: Callable[[str], None] | None) -> RoundResult:
         cfg = self.config.train
         with self._lock:
             bn_only, self._bn_only_next = self._bn_only_next, False

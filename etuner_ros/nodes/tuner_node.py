@@ -309,7 +309,9 @@ class TunerNode(Node):
         engine = self.engine
         assert engine is not None
         try:
-            result = engine.run_round(self._now(), progress=self._progress)
+            # the version is fixed before the round: the engine keys its bookkeeping by it
+            version = self.registry.next_version(floor=self.active_version)
+            result = engine.run_round(self._now(), progress=self._progress, version=version)
             self.rounds_done += 1
             self.last_duration, self.last_val = result.duration_s, result.val_accuracy
             if fed is not None:  # its labels are in the engine's replay now: never again new
@@ -323,7 +325,6 @@ class TunerNode(Node):
                 self.state = TunerStatus.STATE_IDLE
                 return
             cand = result.candidate
-            cand.version = self.registry.next_version(floor=self.active_version)
             path = self.registry.save(cand, extra={"policy": self.policy_name,
                                                    "val_accuracy": result.val_accuracy})
             self.state = TunerStatus.STATE_SWAPPING
