@@ -38,9 +38,9 @@ from etuner_ros.core.checkpoint import CheckpointError, load_checkpoint
 from etuner_ros.core.model import ModelBundle
 from etuner_ros.core.policies import POLICY_NAMES
 from etuner_ros.core.registry import ModelRegistry, RegistryError
+from etuner_ros.core.resume import resume_samples
 from etuner_ros.core.store import SampleStore
 from etuner_ros.core.text import printable
-from etuner_ros.core.trainer import is_holdout
 from etuner_ros.core.tuner import ContinualTuner, TunerConfig
 from etuner_ros.msg import DetectionArray, ModelInfo, TunerStatus
 from etuner_ros.ros.diagnostics import ERROR, OK, WARN, Diagnostics
@@ -58,6 +58,7 @@ from etuner_ros.ros.tuner_params import (
 from etuner_ros.srv import Rollback, SwapWeights
 
 SERVICE_QUEUE = 1000  # requests a service queues before DDS drops the oldest
+FRAME_BUFFER_BYTES = 32 << 20  # camera frames held between ticks (1280x720 rgb8: 11 frames)
 
 
 class TunerNode(Node):
@@ -122,6 +123,7 @@ class TunerNode(Node):
                        "rollbacks_refused": 0, "swaps_failed": 0, "frames": 0,
                        "frames_dropped": 0, "models_pruned": 0}
         self._lock = threading.Lock()  # feed + decide + start of an operation are one step
+        self._frames_lock = threading.Lock()  # the camera buffer (image callback vs tick)
         self._op: str | None = None    # the round or rollback running, None when idle
         self._op_started = 0.0
         self._swapping = 0             # version whose swap is in flight (its model_info waits)
@@ -129,7 +131,8 @@ class TunerNode(Node):
         self._last_labelled = self._watermark["trained_through"]
         self._last_unlabelled = self._watermark["unlabelled_through"]
         self._detections = 0
-        self._frames: deque[Image] = deque(maxlen=64)  # bounded: a slow tick drops the oldest
+        self._frames: deque[Image] = deque()  # bounded in count and bytes: oldest dropped
+        self._frame_bytes = 0
         # None until the clock runs (under use_sim_time it reads 0 until /clock arrives, then
         # jumps): silence and rates are measured from the first time seen on a running clock.
         self._last_frame: float | None = None
@@ -213,22 +216,9 @@ class TunerNode(Node):
         w = self._watermark["trained_through"]
         if w <= 0 or self.engine is None:
             return
-        tc = self.config.train
-        rng = np.random.default_rng()
-        replay = [s for s in self.store.sample_labelled(tc.replay_capacity, rng, before_id=w + 1)
-                  if not is_holdout(s.id, tc.holdout_fraction)]
-        recent = []
-        if tc.holdout_fraction > 0:  # newest val_size held-out ids at or below w
-            ids, i = [], w
-            while i > 0 and len(ids) < tc.val_size and w - i < 100 * tc.val_size:
-                if is_holdout(i, tc.holdout_fraction):
-                    ids.append(i)
-                i -= 1
-            if ids:
-                recent = [s for s in self.store.labelled_since(ids[-1] - 1)
-                          if s.id <= w and is_holdout(s.id, tc.holdout_fraction)]
-        self.engine.restore(recent + replay, self.store.count_labelled() -
-                            self.store.count_labelled(w))
+        recent, replay, seen = resume_samples(self.store, w, self.config.train,
+                                              np.random.default_rng())
+        self.engine.restore(recent + replay, seen)
         self.get_logger().info(f"resumed: {len(replay)} replay + {len(recent)} validation "
                                f"samples from the store, training after id {w}")
 
@@ -236,11 +226,16 @@ class TunerNode(Node):
         self._detections += 1
 
     def _on_image(self, msg: Image) -> None:
-        """Keep the newest frames; the tick converts them (a slow tick drops the oldest)."""
+        """Keep the newest frames (at most 64 and ``FRAME_BUFFER_BYTES``); the tick converts
+        them. A slow tick or a large camera drops the oldest, counted."""
         self.counts["frames"] += 1
-        if len(self._frames) == self._frames.maxlen:
-            self.counts["frames_dropped"] += 1
-        self._frames.append(msg)
+        with self._frames_lock:
+            self._frames.append(msg)
+            self._frame_bytes += len(msg.data)
+            while len(self._frames) > 1 and (len(self._frames) > 64 or
+                                             self._frame_bytes > FRAME_BUFFER_BYTES):
+                self._frame_bytes -= len(self._frames.popleft().data)
+                self.counts["frames_dropped"] += 1
         now = self._now()
         if now > 0:
             self._last_frame = now
@@ -272,7 +267,8 @@ class TunerNode(Node):
         if unlabelled:
             self._last_unlabelled = unlabelled[-1].id
             engine.observe_unlabelled(unlabelled[-self.config.unlabelled_capacity:])
-        msgs = [self._frames.popleft() for _ in range(len(self._frames))]
+        with self._frames_lock:
+            msgs, self._frames, self._frame_bytes = list(self._frames), deque(), 0
         frames = []
         for m in msgs:
             try:

@@ -42,3 +42,22 @@ def test_restored_labels_are_replay_and_validation_never_pending():
     assert t.decide(3.0).tune
     r = t.run_round(3.0, version=17)
     assert r.candidate.version == 17 and r.n_replay == 4
+
+
+def test_resume_samples_are_bounded_and_stop_at_the_watermark(tmp_path):
+    from etuner_ros.core.resume import resume_samples
+    from etuner_ros.core.store import SampleStore
+
+    store = SampleStore(tmp_path / "s.db")
+    img = np.zeros((8, 8, 3), np.uint8)
+    for i in range(300):
+        store.add_labelled(img, "ab"[i % 2], i)
+    tc = TrainConfig(holdout_fraction=0.2, val_size=10, replay_capacity=50)
+    recent, replay, seen = resume_samples(store, 200, tc, np.random.default_rng(0))
+    assert seen == 200
+    assert len(replay) <= 50 and all(s.id <= 200 and not is_holdout(s.id, 0.2) for s in replay)
+    assert len(recent) == 10 and all(s.id <= 200 and is_holdout(s.id, 0.2) for s in recent)
+    newest = sorted(i for i in range(1, 201) if is_holdout(i, 0.2))[-10:]
+    assert [s.id for s in recent] == newest
+    assert resume_samples(store, 0, tc, np.random.default_rng(0)) == ([], [], 0)
+    store.close()
