@@ -73,8 +73,11 @@ class Pointer:
         """Parse and type-check; a hand-edited or damaged file raises ValueError."""
         if not isinstance(d, dict) or not isinstance(d.get("base"), dict):
             raise ValueError("not a pointer object")
-        p = Pointer(d["version"], d["path"], d["sha256"], d["base"]["version"],
-                    d["base"]["path"], d.get("history", []))
+        try:
+            p = Pointer(d["version"], d["path"], d["sha256"], d["base"]["version"],
+                        d["base"]["path"], list(d.get("history", [])))
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"pointer lacks {exc}") from None
         ints = (p.version, p.base_version, *p.history)
         if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_VERSION
                    for v in ints):

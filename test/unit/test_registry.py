@@ -114,9 +114,12 @@ def test_start_model_pointer_wins_when_valid_else_base_with_warning(tmp_path, ba
     assert b.version == 1 and path == str(base)
     assert "not usable" in warnings[-1]
     # a damaged pointer: the base serves, with a warning
-    reg.pointer_path.write_text("{not json")
-    b, _ = load_start_model(reg.dir, str(base), ARCH, warnings.append)
-    assert b.version == 1 and "damaged" in warnings[-1]
+    for bad in ("{not json", '{"version": 3, "base": {}}', "[]", '{"base": 1}'):
+        reg.pointer_path.write_text(bad)
+        b, _ = load_start_model(reg.dir, str(base), ARCH, warnings.append)
+        assert b.version == 1 and "damaged" in warnings[-1]
+        with pytest.raises(ValueError):
+            reg.read_pointer()
 
 
 def test_tuner_state_round_trips_and_survives_damage(tmp_path):
