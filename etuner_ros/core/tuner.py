@@ -307,9 +307,17 @@ class ContinualTuner:
             return d
 
     # --- the round ------------------------------------------------------------------------
-    def run_round(self, now: float,
-                  progress: Callable[[str], None] | None = None) -> RoundResult:
-        """Train on all pending labels + replay (+ pseudo-labels); see the module docstring."""
+    def run_round(self, now: float, progress: Callable[[str], None] | None = None,
+                  version: int | None = None) -> RoundResult:
+        """Train on all pending labels + replay (+ pseudo-labels); see the module docstring.
+        ``version``: the candidate's (the tuner node's registry keeps versions unique across
+        runs); default the serving version + 1."""
+        result = self._run_round(now, progress)
+        if version is not None:
+            result.candidate.version = int(version)
+        return result
+
+    def _run_round(self, now: float, progress: Callable[[str], None] | None) -> RoundResult:
         cfg = self.config.train
         with self._lock:
             bn_only, self._bn_only_next = self._bn_only_next, False
@@ -468,6 +476,25 @@ class ContinualTuner:
                 z = g(z)
                 outs.append(z)
         return outs
+
+    def restore(self, trained: list, seen: int) -> None:
+        """Labels an earlier run already trained on (a bounded sample from the store): held-out
+        ones refill the validation slice, the others the replay reservoir, as if ``seen``
+        labels had passed through it. None becomes pending: a restart does not retrain them."""
+        if not trained:
+            return
+        xs = self._x([s.image for s in trained])
+        with self._lock:
+            for s, x in zip(trained, xs, strict=True):
+                label = self._name(s.label, self.class_names)
+                if label not in self.class_names:
+                    self.class_names.append(label)
+                item = _Item(int(s.id), x, label)
+                if is_holdout(item.id, self.config.train.holdout_fraction):
+                    self._holdout.append(item)
+                elif len(self._replay) < self.config.train.replay_capacity:
+                    self._replay.append(item)
+            self._seen_replay = max(self._seen_replay, int(seen), len(self._replay))
 
     def deploy(self, bundle: ModelBundle) -> None:
         """The serving model changed: compare against it, and re-base the drift detector on

@@ -23,6 +23,7 @@ from sensor_msgs.msg import Image, RegionOfInterest
 
 from etuner_ros.core.checkpoint import CheckpointError, load_checkpoint
 from etuner_ros.core.model import SUPPORTED_ARCHS, ModelBundle
+from etuner_ros.core.registry import load_start_model
 from etuner_ros.msg import Detection, DetectionArray, ModelInfo
 from etuner_ros.ros.diagnostics import OK, WARN, Diagnostics
 from etuner_ros.ros.image import ImageConversionError, image_to_rgb, rgb_to_image
@@ -42,6 +43,10 @@ class PerceptionNode(LifecycleNode):
                             choices=SUPPORTED_ARCHS, read_only=True)
         ckpt = declare(self, "checkpoint", "", "path of the starting checkpoint (required)",
                        read_only=True)
+        self._models_dir = Path(declare(
+            self, "data_dir", "~/.local/share/etuner_ros", "the tuner's models/active.json "
+            "here names the model to start from (else 'checkpoint')",
+            read_only=True)).expanduser() / "models"
         reliability = declare(self, "image_reliability", "best_effort",
                               "QoS reliability of the image subscription",
                               choices=RELIABILITY_CHOICES, read_only=True)
@@ -85,13 +90,14 @@ class PerceptionNode(LifecycleNode):
     # --- lifecycle -----------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Load the starting model and create the outputs and the swap service."""
-        try:
-            bundle = load_checkpoint(self._ckpt, expected_arch=self.arch)
+        try:  # the last model the tuner made active wins over the base, if it validates
+            bundle, path = load_start_model(self._models_dir, self._ckpt, self.arch,
+                                            self.get_logger().warn)
         except CheckpointError as exc:
             self.last_error = str(exc)
             self.get_logger().error(f"cannot load checkpoint: {exc}")
             return TransitionCallbackReturn.FAILURE
-        self._bundle, self._bundle_path = bundle, self._ckpt
+        self._bundle, self._bundle_path = bundle, path
         self.det_pub = self.create_lifecycle_publisher(DetectionArray, "detections",
                                                        reliable_qos())
         self.ann_pub = self.create_lifecycle_publisher(Image, "detections/image",
@@ -101,7 +107,7 @@ class PerceptionNode(LifecycleNode):
                                         callback_group=MutuallyExclusiveCallbackGroup())
         self.get_logger().info(
             f"configured: {self.arch} v{bundle.version} ({len(bundle.class_names)} classes) "
-            f"from {self._ckpt}")
+            f"from {path}")
         return super().on_configure(state)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:

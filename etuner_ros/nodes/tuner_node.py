@@ -1,13 +1,21 @@
-"""tuner_node: decide when to fine-tune, run the round off the executor, hand perception the result.
+"""tuner_node: decide when to fine-tune, run one round at a time off the executor, hand perception
+the result, and remember across restarts what was learned.
 
-The learning is all in :class:`etuner_ros.core.tuner.ContinualTuner` (no ROS); this node only
-feeds it what the robot sees (new labelled and unlabelled samples from the store, the inference
-rate from ``detections``, every ``drift_every_n``-th camera frame for the change detector), asks
-the policy each ``poll_period_s``, and runs a round in a worker thread so ``~/force_tune``,
-``~/pause`` and ``~/status`` keep answering during it. A candidate is written as a versioned
-checkpoint atomically and handed to perception's ``swap_weights`` only if it validated at least
-as well as the serving model. The base model is whatever perception announces on ``model_info``
-(latched), so both always start from the same weights.
+The learning is all in :class:`etuner_ros.core.tuner.ContinualTuner` (no ROS); this node feeds it
+the way the benchmark (``bench/runner.py``) does: new labelled samples from the store (with the
+prediction they correct), newly kept unlabelled frames, every camera frame (the engine embeds
+every ``drift_every_n``-th for the change detector and keeps the newest for BatchNorm
+adaptation), the inference rate from ``detections``, and ``deploy`` once per model version that
+starts serving. Time is the node's ROS clock (``use_sim_time`` and bag replay work).
+
+One operation at a time: a round or a rollback starts only under ``_lock`` after checking that
+none runs, so any number of concurrent ``~/force_tune`` calls start at most one round, and
+every call is answered (busy: ``success=false`` with the reason). A round runs in a worker
+thread; an accepted candidate gets the next version of the :class:`ModelRegistry` (unique across
+runs), is written atomically, swapped into perception via ``swap_weights`` and recorded as the
+active pointer, which perception starts from after a restart. The watermark (highest labelled id
+a finished round trained on) is persisted, so a restart trains only on newer labels and rebuilds
+replay and validation data from a bounded sample of the store.
 """
 
 from __future__ import annotations
@@ -16,34 +24,48 @@ import math
 import threading
 import time
 from collections import deque
-from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_srvs.srv import SetBool, Trigger
 
-from etuner_ros.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from etuner_ros.core.checkpoint import CheckpointError, load_checkpoint
+from etuner_ros.core.model import ModelBundle
 from etuner_ros.core.policies import POLICY_NAMES
+from etuner_ros.core.registry import ModelRegistry, RegistryError
+from etuner_ros.core.resume import resume_samples
 from etuner_ros.core.store import SampleStore
-from etuner_ros.core.trainer import TrainConfig
+from etuner_ros.core.text import printable
 from etuner_ros.core.tuner import ContinualTuner, TunerConfig
 from etuner_ros.msg import DetectionArray, ModelInfo, TunerStatus
 from etuner_ros.ros.diagnostics import ERROR, OK, WARN, Diagnostics
-from etuner_ros.ros.image import ImageConversionError, image_to_rgb
+from etuner_ros.ros.guard import CallbackGuard
+from etuner_ros.ros.image import image_to_rgb
 from etuner_ros.ros.params import declare
 from etuner_ros.ros.qos import RELIABILITY_CHOICES, image_qos, latched_qos, reliable_qos
 from etuner_ros.ros.run import run_node
-from etuner_ros.srv import SwapWeights
+from etuner_ros.ros.tuner_params import (
+    TRAINING_PARAMETERS,
+    declare_policy,
+    declare_training,
+    policy_parameter_names,
+)
+from etuner_ros.srv import Rollback, SwapWeights
+
+SERVICE_QUEUE = 1000  # requests a service queues before DDS drops the oldest
+FRAME_BUFFER_BYTES = 32 << 20  # camera frames held between ticks (1280x720 rgb8: 11 frames)
 
 
 class TunerNode(Node):
     """See the module docstring."""
 
-    #: declared with defaults from the core's TrainConfig, not listed in config/etuner.yaml
-    TRAINING_PARAMETERS = ("epochs", "learning_rate", "replay_size", "holdout_fraction")
+    #: declared with the core's defaults; config/etuner.yaml names them in a comment only
+    TRAINING_PARAMETERS = TRAINING_PARAMETERS + policy_parameter_names()
 
     def __init__(self, **kwargs) -> None:
         super().__init__("tuner", **kwargs)
@@ -66,17 +88,28 @@ class TunerNode(Node):
         threads = declare(self, "torch_threads", 1, "CPU threads torch may use for tuning",
                           minimum=1, maximum=64, read_only=True)
         torch.set_num_threads(int(threads))
-        self.config = self._training_config()
-        self.drift_every = declare(self, "drift_every_n", 2,
-                                   "feed every n-th camera frame to the scenario-change "
-                                   "detector (0: off)", minimum=0, maximum=1000)
+        drift_every = declare(self, "drift_every_n", TunerConfig().drift_every,
+                              "the change detector embeds every n-th camera frame (every "
+                              "frame feeds BatchNorm adaptation)", minimum=1, maximum=1000,
+                              read_only=True)
         reliability = declare(self, "image_reliability", "best_effort",
                               "QoS reliability of the image subscription",
                               choices=RELIABILITY_CHOICES, read_only=True)
+        keep = declare(self, "keep_checkpoints", 5, "newest model versions kept on disk (the "
+                       "base and the active one are always kept)", minimum=1, maximum=1000,
+                       read_only=True)
+        self.no_frames_warn_s = declare(self, "no_frames_warn_s", 10.0,
+                                        "WARN on /diagnostics after this long without a camera "
+                                        "frame (ROS time)", minimum=0.5, maximum=86400.0)
+        self.policy = declare_policy(self, self.policy_name)
+        self.config = TunerConfig(train=declare_training(self), drift_every=int(drift_every))
 
-        self.models_dir = data_dir / "models"
-        self.models_dir.mkdir(parents=True, exist_ok=True)
+        self.registry = ModelRegistry(data_dir / "models", keep_last=int(keep))
+        for name in self.registry.removed_tmp:
+            self.get_logger().warn(f"removed {printable(name)} left by an interrupted write")
+        self._watermark = self.registry.read_tuner_state()
         self.store = SampleStore(data_dir / store_file)
+        self.guard = CallbackGuard(self)
         self.engine: ContinualTuner | None = None
         self.state = TunerStatus.STATE_WAITING
         self.reason = "waiting for perception's model_info"
@@ -86,105 +119,146 @@ class TunerNode(Node):
         self.last_duration = 0.0
         self.last_val = float("nan")
         self.last_error = ""
-        self._round: threading.Thread | None = None
-        self._round_started = 0.0
-        self._last_labelled = 0
-        self._last_unlabelled = 0
+        self.counts = {"force_calls": 0, "force_refused": 0, "rollbacks": 0,
+                       "rollbacks_refused": 0, "swaps_failed": 0, "frames": 0,
+                       "frames_dropped": 0, "models_pruned": 0}
+        self._lock = threading.Lock()  # feed + decide + start of an operation are one step
+        self._frames_lock = threading.Lock()  # the camera buffer (image callback vs tick)
+        self._op: str | None = None    # the round or rollback running, None when idle
+        self._op_started = 0.0
+        self._swapping = 0             # version whose swap is in flight (its model_info waits)
+        self._base: tuple[int, str] | None = None
+        self._last_labelled = self._watermark["trained_through"]
+        self._last_unlabelled = self._watermark["unlabelled_through"]
         self._detections = 0
-        self._frames_seen = 0
-        self._drift_frames: deque = deque(maxlen=64)  # bounded: a slow tick drops the oldest
+        self._frames: deque[Image] = deque()  # bounded in count and bytes: oldest dropped
+        self._frame_bytes = 0
+        # None until the clock runs (under use_sim_time it reads 0 until /clock arrives, then
+        # jumps): silence and rates are measured from the first time seen on a running clock.
+        self._last_frame: float | None = None
         self.changes_detected = 0
         self.max_change_score = 0.0
-        self._rate_t0 = time.monotonic()
-        self._lock = threading.Lock()
+        self._rate_t0: float | None = None
 
+        g = self.guard.wrap
         services = ReentrantCallbackGroup()
         self.status_pub = self.create_publisher(TunerStatus, "~/status", reliable_qos())
-        self.create_subscription(ModelInfo, "model_info", self._on_model_info, latched_qos())
-        self.create_subscription(DetectionArray, "detections", self._on_detections,
-                                 reliable_qos(50))
-        self.create_subscription(Image, "image", self._on_image, image_qos(reliability, 2))
+        self.create_subscription(ModelInfo, "model_info", g(self._on_model_info, "model_info"),
+                                 latched_qos())
+        self.create_subscription(DetectionArray, "detections",
+                                 g(self._on_detections, "detections"), reliable_qos(50))
+        self.create_subscription(Image, "image", g(self._on_image, "image"),
+                                 image_qos(reliability, 2))
         self.swap_client = self.create_client(SwapWeights, swap_service,
                                               callback_group=ReentrantCallbackGroup())
-        self.create_service(Trigger, "~/force_tune", self._on_force, callback_group=services)
-        self.create_service(SetBool, "~/pause", self._on_pause, callback_group=services)
-        self.create_timer(float(period), self._tick,
+        # The services' default request queue keeps 10: of 20 calls arriving at once, 9 were
+        # dropped inside DDS before any callback saw them (measured). Keep every request.
+        q = QoSProfile(depth=SERVICE_QUEUE, reliability=ReliabilityPolicy.RELIABLE,
+                       history=HistoryPolicy.KEEP_LAST, durability=DurabilityPolicy.VOLATILE)
+        self.create_service(Trigger, "~/force_tune", g(self._on_force, "force_tune",
+                                                       _refuse), qos_profile=q,
+                            callback_group=services)
+        self.create_service(SetBool, "~/pause", g(self._on_pause, "pause", _refuse),
+                            qos_profile=q, callback_group=services)
+        self.create_service(Rollback, "~/rollback", g(self._on_rollback, "rollback", _refuse),
+                            qos_profile=q, callback_group=services)
+        self.create_timer(float(period), g(self._tick, "tick"),
                           callback_group=MutuallyExclusiveCallbackGroup())
         Diagnostics(self, "tuning", self._diagnose)
-        self.get_logger().info(f"policy '{self.policy_name}', store {data_dir / store_file}")
+        self.get_logger().info(
+            f"policy '{self.policy_name}' {self.policy.describe()}, store "
+            f"{data_dir / store_file}, resuming after labelled id "
+            f"{self._watermark['trained_through']}")
 
-    def _training_config(self) -> TunerConfig:
-        """Training knobs a robot integrator may need; defaults come from the core's TrainConfig
-        (one source of truth, shared with the benchmark), so config/etuner.yaml omits them."""
-        d = TrainConfig()
-        train = replace(
-            d,
-            epochs=declare(self, "epochs", d.epochs, "max passes over a round's data",
-                           minimum=1, maximum=1000, read_only=True),
-            lr=declare(self, "learning_rate", d.lr, "optimiser learning rate", minimum=1e-8,
-                       maximum=1.0, read_only=True),
-            replay_size=declare(self, "replay_size", d.replay_size,
-                                "earlier samples re-trained each round (against forgetting)",
-                                minimum=0, maximum=100000, read_only=True),
-            holdout_fraction=declare(self, "holdout_fraction", d.holdout_fraction,
-                                     "share of labels kept out to validate candidates; 0 "
-                                     "accepts every candidate", minimum=0.0, maximum=0.9,
-                                     read_only=True))
-        # The node already subsamples the camera (drift_every_n): the engine embeds every frame
-        # it is given.
-        return TunerConfig(train=train, drift_every=1)
+    def _now(self) -> float:
+        """Seconds on the node's clock (simulated time under use_sim_time)."""
+        return self.get_clock().now().nanoseconds * 1e-9
 
     # --- inputs --------------------------------------------------------------------------
     def _on_model_info(self, info: ModelInfo) -> None:
-        if self.engine is not None and info.version == self.active_version:
-            return
-        try:
-            bundle = load_checkpoint(Path(info.checkpoint_path), expected_arch=info.architecture)
-        except CheckpointError as exc:
-            self._set_error(f"cannot load perception's model v{info.version}: {exc}")
-            return
-        bundle.version = int(info.version)
+        version = int(info.version)
+        with self._lock:
+            if self.engine is not None and version in (self.active_version, self._swapping):
+                return  # ours (the swap answer deploys it) or already deployed
+        bundle = load_checkpoint(Path(info.checkpoint_path), expected_arch=info.architecture)
+        bundle.version = version
         with self._lock:
             if self.engine is None:
-                self.engine = ContinualTuner(bundle, self.policy_name, self.config)
+                self.engine = ContinualTuner(bundle, self.policy, self.config)
+                self.active_version = version
+                if self._pointer_base() is None:  # the first run: this is the base model
+                    self._base = (version, str(info.checkpoint_path))
+                self._resume()
                 self.state, self.reason = TunerStatus.STATE_IDLE, "ready"
-                self.get_logger().info(f"base model v{info.version} ({info.architecture})")
-            else:
-                self.engine.deploy(bundle)
-            self.active_version = int(info.version)
+                self.get_logger().info(f"starting from v{version} ({info.architecture})")
+            elif version != self._swapping:
+                self._deploy(bundle, version, "model_info")
+
+    def _pointer_base(self) -> tuple[int, str] | None:
+        try:
+            ptr = self.registry.read_pointer()
+        except ValueError:
+            return None
+        return None if ptr is None else (ptr.base_version, ptr.base_path)
+
+    def _deploy(self, bundle: ModelBundle, version: int, source: str) -> None:
+        """Tell the engine a model serves, once per version whichever message says it first
+        (model_info and the swap answer both do): a second deploy would reset its bookkeeping."""
+        if self.engine is None or version == self.active_version:
+            return  # the same version again: deploying twice would reset the engine's evidence
+        self.engine.deploy(bundle)
+        self.active_version = version
+        self.get_logger().info(f"serving v{version} (from {source})")
+
+    def _resume(self) -> None:
+        """Rebuild replay and validation from the store below the persisted watermark (bounded
+        samples), so the first round after a restart trains only on newer labels."""
+        w = self._watermark["trained_through"]
+        if w <= 0 or self.engine is None:
+            return
+        recent, replay, seen = resume_samples(self.store, w, self.config.train,
+                                              np.random.default_rng())
+        self.engine.restore(recent + replay, seen)
+        self.get_logger().info(f"resumed: {len(replay)} replay + {len(recent)} validation "
+                               f"samples from the store, training after id {w}")
 
     def _on_detections(self, _msg: DetectionArray) -> None:
         self._detections += 1
 
     def _on_image(self, msg: Image) -> None:
-        """Subsample the camera for the scenario-change detector (a change means tune soon)."""
-        self._frames_seen += 1
-        if self.drift_every and self._frames_seen % self.drift_every == 0:
-            try:
-                self._drift_frames.append(image_to_rgb(msg))
-            except ImageConversionError as exc:
-                self.get_logger().warn(f"frame not used for drift: {exc}",
-                                       throttle_duration_sec=10.0)
+        """Keep the newest frames (at most 64 and ``FRAME_BUFFER_BYTES``); the tick converts
+        them. A slow tick or a large camera drops the oldest, counted."""
+        self.counts["frames"] += 1
+        with self._frames_lock:
+            self._frames.append(msg)
+            self._frame_bytes += len(msg.data)
+            while len(self._frames) > 1 and (len(self._frames) > 64 or
+                                             self._frame_bytes > FRAME_BUFFER_BYTES):
+                self._frame_bytes -= len(self._frames.popleft().data)
+                self.counts["frames_dropped"] += 1
+        now = self._now()
+        if now > 0:
+            self._last_frame = now
 
     # --- the loop ------------------------------------------------------------------------
     def _tick(self) -> None:
-        engine = self.engine
-        if engine is not None:
-            now = time.monotonic()
-            self._feed(engine, now)
-            if self.paused:
-                self.state = TunerStatus.STATE_PAUSED
-            elif not self._busy():
-                decision = engine.decide(now)
-                self.reason = decision.reason
-                if decision.tune:
-                    self._start_round(decision.reason)
-                else:
-                    self.state = TunerStatus.STATE_IDLE
+        with self._lock:
+            if self.engine is not None:
+                now = self._now()
+                self._feed(self.engine, now)
+                if self.paused:
+                    self.state = TunerStatus.STATE_PAUSED
+                elif self._op is None:
+                    decision = self.engine.decide(now)
+                    self.reason = decision.reason
+                    if decision.tune:
+                        self._start_round(decision)
+                    else:
+                        self.state = TunerStatus.STATE_IDLE
         self._publish_status()
 
     def _feed(self, engine: ContinualTuner, now: float) -> None:
-        """Hand the engine what arrived since the last tick."""
+        """Hand the engine what arrived since the last tick (caller holds ``_lock``)."""
         labelled = self.store.labelled_since(self._last_labelled)
         if labelled:
             self._last_labelled = labelled[-1].id
@@ -192,8 +266,15 @@ class TunerNode(Node):
         unlabelled = self.store.unlabelled_since(self._last_unlabelled)
         if unlabelled:
             self._last_unlabelled = unlabelled[-1].id
-            engine.observe_unlabelled(unlabelled)
-        frames = [self._drift_frames.popleft() for _ in range(len(self._drift_frames))]
+            engine.observe_unlabelled(unlabelled[-self.config.unlabelled_capacity:])
+        with self._frames_lock:
+            msgs, self._frames, self._frame_bytes = list(self._frames), deque(), 0
+        frames = []
+        for m in msgs:
+            try:
+                frames.append(image_to_rgb(m))
+            except Exception as exc:  # a bad frame is counted, never fatal
+                self.guard.record("image_convert", exc)
         if frames:
             was_changed = engine.status().get("change_detected", False)
             score = engine.observe_frames(frames, now)
@@ -201,70 +282,97 @@ class TunerNode(Node):
             if engine.status().get("change_detected", False) and not was_changed:
                 self.changes_detected += 1
                 self.get_logger().info(f"scenario change detected (score {score:.2f})")
-        dt = now - self._rate_t0
+        if now <= 0:
+            return  # the clock is not running yet (use_sim_time before the first /clock)
+        dt = now - self._rate_t0 if self._rate_t0 is not None else -1.0
         if dt >= 1.0:
             engine.observe_inference_rate(self._detections / dt)
             self._detections, self._rate_t0 = 0, now
+        elif dt < 0:  # first tick, or the clock jumped back (bag replay restarted)
+            self._detections, self._rate_t0 = 0, now
 
-    def _busy(self) -> bool:
-        return self._round is not None and self._round.is_alive()
-
-    def _start_round(self, why: str) -> None:
+    def _start_round(self, decision) -> None:
+        """Caller holds ``_lock`` and checked that no operation runs."""
+        self._op, self._op_started = f"round {self.rounds_done + 1}", time.monotonic()
         self.state = TunerStatus.STATE_TUNING
-        self._round_started = time.monotonic()
-        self.get_logger().info(f"round {self.rounds_done + 1} starting: {why}")
-        self._round = threading.Thread(target=self._run_round, name="tuning-round", daemon=True)
-        self._round.start()
+        self.get_logger().info(f"round {self.rounds_done + 1} starting: {decision.reason}")
+        fed = None if decision.bn_only else (self._last_labelled, self._last_unlabelled)
+        threading.Thread(target=self._run_round, args=(fed,), name="tuning-round",
+                         daemon=True).start()
 
-    def _run_round(self) -> None:
-        """Worker thread: train, validate, save, swap. Never raises into the executor."""
+    def _run_round(self, fed: tuple[int, int] | None) -> None:
+        """Worker thread: train, validate, save, swap. Never raises."""
         engine = self.engine
         assert engine is not None
         try:
-            result = engine.run_round(time.monotonic(), progress=self._progress)
+            # the version is fixed before the round: the engine keys its bookkeeping by it
+            version = self.registry.next_version(floor=self.active_version)
+            result = engine.run_round(self._now(), progress=self._progress, version=version)
             self.rounds_done += 1
             self.last_duration, self.last_val = result.duration_s, result.val_accuracy
+            if fed is not None:  # its labels are in the engine's replay now: never again new
+                self.registry.write_tuner_state(*fed)
+                self._watermark["trained_through"] = fed[0]
             self.state = TunerStatus.STATE_VALIDATING
             if not result.accepted:
-                self.reason = (f"candidate v{result.candidate.version} rejected: val "
-                               f"{result.val_accuracy:.3f} < {result.baseline_val_accuracy:.3f}")
+                self.reason = (f"candidate rejected: val {result.val_accuracy:.3f} < "
+                               f"{result.baseline_val_accuracy:.3f}")
                 self.get_logger().warn(self.reason)
                 self.state = TunerStatus.STATE_IDLE
                 return
-            path = save_checkpoint(
-                self.models_dir / f"{result.candidate.arch}_v{result.candidate.version:04d}.pt",
-                result.candidate, extra={"policy": self.policy_name,
-                                         "val_accuracy": result.val_accuracy})
+            cand = result.candidate
+            path = self.registry.save(cand, extra={"policy": self.policy_name,
+                                                   "val_accuracy": result.val_accuracy})
             self.state = TunerStatus.STATE_SWAPPING
-            self._swap(path, result)
+            ok, why, _ = self._swap(path, cand.version)
+            if not ok:
+                self._set_error(f"swap to v{cand.version} failed: {why}; kept at {path}")
+                return
+            with self._lock:
+                self._deploy(cand, cand.version, "swap answer")
+                self._swapping = 0
+            self._activated(cand.version, path)
+            self.state = TunerStatus.STATE_IDLE
+            self.get_logger().info(
+                f"round {self.rounds_done} done in {result.duration_s:.1f} s: swapped to "
+                f"v{cand.version} (val {result.val_accuracy:.3f} vs "
+                f"{result.baseline_val_accuracy:.3f}, {result.n_labels} labels, "
+                f"{result.n_pseudo} pseudo, frozen {list(result.frozen_groups)})")
         except Exception as exc:  # a failed round must leave the node serving and answering
-            self._set_error(f"round failed: {type(exc).__name__}: {exc}")
+            self.guard.record("round", exc)
+            self._set_error(f"round failed: {type(exc).__name__}: {printable(exc, 200)}")
+        finally:
+            with self._lock:
+                self._op, self._swapping = None, 0
 
-    def _swap(self, path: Path, result) -> None:
-        version = result.candidate.version
+    def _swap(self, path: Path, version: int) -> tuple[bool, str, int]:
+        """Ask perception to serve ``path`` as ``version``; (success, message, active). Until
+        the caller deploys and clears ``_swapping``, model_info of this version is left to it."""
         if not self.swap_client.wait_for_service(timeout_sec=self.swap_timeout):
-            self._set_error(f"swap service {self.swap_client.srv_name} not available; "
-                            f"v{version} kept at {path}")
-            return
+            return False, f"swap service {self.swap_client.srv_name} not available", 0
+        with self._lock:
+            self._swapping = version
         req = SwapWeights.Request(checkpoint_path=str(path), version=version)
         future = self.swap_client.call_async(req)
         deadline = time.monotonic() + self.swap_timeout
         while not future.done() and time.monotonic() < deadline:
             time.sleep(0.01)
         res = future.result() if future.done() else None
-        if res is None or not res.success:
-            why = res.message if res else f"no answer in {self.swap_timeout:.0f} s"
-            self._set_error(f"swap to v{version} failed: {why}")
-            return
-        with self._lock:
-            self.engine.deploy(result.candidate)
-            self.active_version = res.active_version
-        self.state = TunerStatus.STATE_IDLE
-        self.get_logger().info(
-            f"round {self.rounds_done} done in {result.duration_s:.1f} s: swapped to "
-            f"v{res.active_version} (val {result.val_accuracy:.3f} vs "
-            f"{result.baseline_val_accuracy:.3f}, {result.n_labels} labels, "
-            f"{result.n_pseudo} pseudo, frozen {list(result.frozen_groups)})")
+        if res is None:
+            self.counts["swaps_failed"] += 1
+            return False, f"no answer in {self.swap_timeout:.0f} s", 0
+        if not res.success or int(res.active_version) != version:
+            self.counts["swaps_failed"] += 1
+            return False, printable(res.message, 300), int(res.active_version)
+        return True, printable(res.message, 300), int(res.active_version)
+
+    def _activated(self, version: int, path: Path) -> None:
+        """Persist the pointer perception starts from, then apply retention."""
+        self.registry.activate(version, path, base=self._base)
+        pruned = self.registry.prune()
+        self.counts["models_pruned"] += len(pruned)
+        if pruned:
+            self.get_logger().info(f"retention: removed versions {pruned}")
 
     def _progress(self, line: str) -> None:
         self.get_logger().info(f"round {self.rounds_done + 1}: {line}",
@@ -275,36 +383,92 @@ class TunerNode(Node):
         self.get_logger().error(why)
 
     # --- services ------------------------------------------------------------------------
+    def _busy_message(self) -> str:
+        return (f"refused: {self._op} is running "
+                f"({time.monotonic() - self._op_started:.0f} s); one at a time")
+
     def _on_force(self, _req: Trigger.Request, res: Trigger.Response) -> Trigger.Response:
-        engine = self.engine
-        if self.paused:
-            res.success, res.message = False, "refused: tuning is paused (call ~/pause false)"
-        elif engine is None:
-            res.success, res.message = False, "refused: no base model yet (no model_info)"
-        elif self._busy():
+        with self._lock:
+            self.counts["force_calls"] += 1
+            engine = self.engine
             res.success = False
-            res.message = (f"refused: a round is already running "
-                           f"({time.monotonic() - self._round_started:.0f} s)")
-        else:
-            self._feed(engine, time.monotonic())
-            decision = engine.decide(time.monotonic(), force=True)
-            if not decision.tune:
-                res.success, res.message = False, f"refused: {decision.reason}"
+            if self.paused:
+                res.message = "refused: tuning is paused (call ~/pause false)"
+            elif engine is None:
+                res.message = "refused: no base model yet (no model_info)"
+            elif self._op is not None:
+                res.message = self._busy_message()
             else:
-                self.reason = decision.reason
-                self._start_round(decision.reason)
-                res.success, res.message = True, f"round {self.rounds_done + 1} started"
+                now = self._now()
+                self._feed(engine, now)
+                decision = engine.decide(now, force=True)
+                if not decision.tune:
+                    res.message = f"refused: {decision.reason}"
+                else:
+                    self.reason = decision.reason
+                    self._start_round(decision)
+                    res.success, res.message = True, f"{self._op} started"
+            if not res.success:
+                self.counts["force_refused"] += 1
         self.get_logger().info(f"force_tune: {res.message}")
         return res
 
     def _on_pause(self, req: SetBool.Request, res: SetBool.Response) -> SetBool.Response:
-        self.paused = bool(req.data)
-        running = " (the running round finishes)" if self._busy() and self.paused else ""
-        res.success = True
-        res.message = ("paused: no new round starts" + running) if self.paused else "resumed"
-        if not self.paused and self.state == TunerStatus.STATE_PAUSED:
-            self.state = TunerStatus.STATE_IDLE
+        with self._lock:
+            self.paused = bool(req.data)
+            running = " (the running round finishes)" if self._op and self.paused else ""
+            res.success = True
+            res.message = ("paused: no new round starts" + running) if self.paused \
+                else "resumed"
+            if not self.paused and self.state == TunerStatus.STATE_PAUSED:
+                self.state = TunerStatus.STATE_IDLE
         self.get_logger().info(f"pause: {res.message}")
+        return res
+
+    def _on_rollback(self, req: Rollback.Request, res: Rollback.Response
+                     ) -> Rollback.Response:
+        """Serve an earlier kept version again, through perception's validated swap."""
+        with self._lock:
+            res.success, res.active_version = False, self.active_version
+            if self.engine is None:
+                res.message = "refused: no model serving yet (no model_info)"
+            elif self._op is not None:
+                res.message = self._busy_message()
+            else:
+                try:
+                    version, path = self.registry.rollback_target(int(req.version),
+                                                                  self.active_version)
+                except RegistryError as exc:
+                    res.message = f"refused: {exc}"
+                else:
+                    self._op, self._op_started = f"rollback to v{version}", time.monotonic()
+            if self._op is None or not self._op.startswith("rollback"):
+                self.counts["rollbacks_refused"] += 1
+                self.get_logger().warn(f"rollback: {res.message}")
+                return res
+        try:
+            bundle = load_checkpoint(path)
+            bundle.version = version
+            ok, why, active = self._swap(path, version)
+            if ok:
+                with self._lock:
+                    self._deploy(bundle, version, "rollback")
+                    self._swapping = 0
+                self._activated(version, path)
+                self.counts["rollbacks"] += 1
+                res.success, res.active_version = True, version
+                res.message = f"rolled back to v{version}: {why}"
+            else:
+                self.counts["rollbacks_refused"] += 1
+                res.active_version = active or self.active_version
+                res.message = f"rollback to v{version} refused by perception: {why}"
+        except (CheckpointError, OSError) as exc:
+            self.counts["rollbacks_refused"] += 1
+            res.message = f"rollback to v{version} refused: {printable(exc, 300)}"
+        finally:
+            with self._lock:
+                self._op, self._swapping = None, 0
+        self.get_logger().info(f"rollback: {res.message}")
         return res
 
     # --- outputs -------------------------------------------------------------------------
@@ -312,10 +476,11 @@ class TunerNode(Node):
         s = self.engine.status() if self.engine is not None else {}
         return {**s, "changes_detected": self.changes_detected,
                 "max_change_score": self.max_change_score, "state": self.state,
-                "reason": self.reason, "paused": self.paused,
+                "reason": self.reason, "paused": self.paused, "operation": self._op or "",
                 "active_version": self.active_version, "rounds_done": self.rounds_done,
+                "trained_through": self._watermark["trained_through"],
                 "last_round_duration": self.last_duration, "last_val_accuracy": self.last_val,
-                "last_error": self.last_error}
+                "last_error": self.last_error, **self.counts, **self.guard.values()}
 
     def _publish_status(self) -> None:
         s = self.status_dict()
@@ -331,22 +496,42 @@ class TunerNode(Node):
                           frozen_groups=[str(g) for g in s.get("frozen_groups", [])],
                           change_score=float(s.get("change_score", 0.0)),
                           change_detected=bool(s.get("change_detected", False)),
-                          recent_accuracy=_float(s.get("recent_accuracy")))
+                          recent_accuracy=_float(s.get("recent_accuracy")),
+                          trained_through=int(self._watermark["trained_through"]),
+                          kept_versions=list(self.registry.kept()))
         msg.header.stamp = self.get_clock().now().to_msg()
         self.status_pub.publish(msg)
 
     def _diagnose(self) -> tuple[bytes, str, dict]:
         s = self.status_dict()
         values = {k: v for k, v in s.items() if not isinstance(v, (dict, list))}
+        now = self._now()
+        if now > 0 and (self._last_frame is None or now < self._last_frame):
+            self._last_frame = now  # start watching (or the clock went back)
+        silent = 0.0 if self._last_frame is None else now - self._last_frame
+        values["seconds_since_frame"] = silent
         if self.state == TunerStatus.STATE_ERROR:
             return ERROR, self.last_error, values
         if self.engine is None:
             return WARN, self.reason, values
+        if silent > self.no_frames_warn_s:
+            return WARN, (f"no camera frame for {silent:.0f} s: no change detection, no "
+                          "BatchNorm adaptation (is 'image' remapped?)"), values
+        if self.guard.total():
+            return WARN, f"{self.state}: {self.guard.total()} callback failure(s)", values
         return OK, f"{self.state}: {self.reason}", values
 
     def destroy_node(self) -> None:
         self.store.close()
         super().destroy_node()
+
+
+def _refuse(*args) -> object:
+    """A service callback that raised still answers: success false with the cause."""
+    res, exc = args[-2], args[-1]
+    res.success = False
+    res.message = f"failed: {type(exc).__name__}: {printable(exc, 200)}"
+    return res
 
 
 def _float(v) -> float:

@@ -1,0 +1,109 @@
+"""The tuner's learning parameters as declared, described, validated ROS parameters.
+
+Two families, both with their defaults taken from the core (one source of truth, shared with the
+benchmark), so the code and ``ros2 param describe`` can never disagree on a default:
+
+* training knobs (``epochs``, ``learning_rate``, ...) from :class:`TrainConfig`;
+* policy knobs, named ``<policy>.<argument>`` after the policy class whose constructor takes
+  them (``lazytune.max_wait_s``, ``periodic.period_s``, ``etuner.adapt_shift``; etuner is
+  LazyTune plus its own, so it reads ``lazytune.*`` too). Every knob of every policy is
+  declared whatever the chosen policy, so a YAML file can hold them all; only the chosen
+  policy's reach ``make_policy``, whose constructor checks them once more.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import replace
+
+from rclpy.node import Node
+
+from etuner_ros.core.policies import POLICY_NAMES, Policy, make_policy
+from etuner_ros.core.trainer import TrainConfig
+from etuner_ros.ros.params import ParameterError, declare
+
+#: declared with defaults from the core's TrainConfig, not listed in config/etuner.yaml
+TRAINING_PARAMETERS = ("epochs", "learning_rate", "replay_size", "holdout_fraction")
+
+# description, minimum, maximum of each known policy argument (ranges: sane values for a robot)
+_POLICY_DOC: dict[str, tuple[str, float | None, float | None]] = {
+    "max_wait_s": ("staleness bound: tune when the oldest waiting label is this old (s, "
+                   "ROS time)", 0.1, 86400.0),
+    "min_labels": ("fewest waiting labels for a change- or accuracy-triggered round", 1, 100000),
+    "batch_labels": ("labels to merge before a round at fps_ref frames per second", 1, 100000),
+    "max_labels": ("upper bound of the merge target whatever the frame rate", 1, 100000),
+    "acc_threshold": ("tune when the deployed model's recent accuracy on corrections is "
+                      "below this", 0.0, 1.0),
+    "fps_ref": ("inference rate at which the merge target is batch_labels (frames/s)",
+                0.01, 1000.0),
+    "backoff": ("after rejected rounds, ask for more new labels before the next one", None,
+                None),
+    "period_s": ("seconds between rounds while labels wait (ROS time)", 0.1, 86400.0),
+    "adapt_shift": ("input-statistics shift that triggers a BatchNorm-only round", 0.001,
+                    100.0),
+}
+
+
+def _arguments() -> dict[str, list[tuple[str, str, object]]]:
+    """Per policy: (parameter name, argument, default) from its constructors' signatures."""
+    out: dict[str, list[tuple[str, str, object]]] = {}
+    for name in POLICY_NAMES:
+        args: list[tuple[str, str, object]] = []
+        for cls in type(make_policy(name)).__mro__:
+            if not (isinstance(cls, type) and issubclass(cls, Policy)) or \
+                    "__init__" not in vars(cls):
+                continue
+            params = inspect.signature(cls.__init__).parameters.values()
+            for p in params:
+                if p.name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD:
+                    args.append((f"{cls.name}.{p.name}", p.name, p.default))
+            if not any(p.kind is p.VAR_KEYWORD for p in params):
+                break
+        out[name] = args
+    return out
+
+
+def policy_parameter_names() -> tuple[str, ...]:
+    """Every ``<policy>.<argument>`` name; defaults come from the code, so config/etuner.yaml
+    lists them in a comment only (a copied default would go stale when the core is retuned)."""
+    return tuple(sorted({p for args in _arguments().values() for p, _, _ in args}))
+
+
+def declare_policy(node: Node, name: str) -> Policy:
+    """Declare every policy's parameters on ``node`` and build policy ``name`` from them."""
+    chosen: dict[str, object] = {}
+    values: dict[str, object] = {}
+    for policy, args in _arguments().items():
+        for pname, arg, default in args:
+            if pname not in values:
+                doc, lo, hi = _POLICY_DOC.get(arg, (f"argument {arg} of the {policy} policy",
+                                                    None, None))
+                if isinstance(default, bool):
+                    lo = hi = None
+                values[pname] = declare(node, pname, default,
+                                        f"{doc} (policy {pname.split('.')[0]} and those built "
+                                        "on it; see etuner_ros/core/policies/)",
+                                        minimum=lo, maximum=hi, read_only=True)
+            if policy == name:
+                chosen[arg] = values[pname]
+    try:
+        return make_policy(name, **chosen)
+    except ValueError as exc:
+        raise ParameterError(f"{node.get_name()}: {exc}") from None
+
+
+def declare_training(node: Node) -> TrainConfig:
+    """Training knobs a robot integrator may need, with the core's defaults."""
+    d = TrainConfig()
+    return replace(
+        d,
+        epochs=declare(node, "epochs", d.epochs, "max passes over a round's data",
+                       minimum=1, maximum=1000, read_only=True),
+        lr=declare(node, "learning_rate", d.lr, "optimiser learning rate", minimum=1e-8,
+                   maximum=1.0, read_only=True),
+        replay_size=declare(node, "replay_size", d.replay_size,
+                            "earlier samples re-trained each round (against forgetting)",
+                            minimum=0, maximum=100000, read_only=True),
+        holdout_fraction=declare(node, "holdout_fraction", d.holdout_fraction,
+                                 "share of labels kept out to validate candidates; 0 accepts "
+                                 "every candidate", minimum=0.0, maximum=0.9, read_only=True))
