@@ -128,3 +128,58 @@ def test_varying_messages_cannot_flood_the_log(node, capfd, monkeypatch):
     assert guard.count("img") == 50
     lines = [ln for ln in capfd.readouterr().err.splitlines() if "callback img failed" in ln]
     assert 3 <= len(lines) <= 4, lines  # 3 remembered causes, then one per RELOG_S
+
+
+def test_spin_loop_survives_an_escaped_exception():
+    """An unguarded callback's exception escapes executor.spin(); the shared spin loop of
+    run_node and bringup logs it and spins on: the other timer keeps ticking."""
+    from etuner_ros.ros.run import spin_until_shutdown
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    n = rclpy.create_node("escape_test", context=context)
+    executor = MultiThreadedExecutor(num_threads=2, context=context)
+    executor.add_node(n)
+    raised, ticks = [], []
+
+    def unguarded() -> None:
+        raised.append(1)
+        raise RuntimeError("escapes on purpose")
+
+    n.create_timer(0.05, unguarded)
+    n.create_timer(0.02, lambda: ticks.append(1))
+    stop = threading.Event()
+    result: list[int] = []
+    thread = threading.Thread(target=lambda: result.append(
+        spin_until_shutdown(executor, "escape_test", stop, max_escapes=10_000)), daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: len(raised) >= 5, 20, "five escaped exceptions")
+        seen = len(ticks)
+        wait_for(lambda: len(ticks) > seen + 5, 20, "the other timer ticking after them")
+        assert thread.is_alive()
+    finally:
+        stop.set()
+        executor.shutdown(timeout_sec=2.0)
+        thread.join(timeout=10)
+        n.destroy_node()
+        rclpy.shutdown(context=context)
+    assert result == [0]
+
+
+def test_spin_loop_gives_up_on_a_flood():
+    """More than max_escapes within the window: exit code 1, so a supervisor can respawn."""
+    from etuner_ros.ros.run import spin_until_shutdown
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    n = rclpy.create_node("flood_test", context=context)
+    executor = MultiThreadedExecutor(num_threads=2, context=context)
+    executor.add_node(n)
+    n.create_timer(0.01, lambda: 1 / 0)
+    try:
+        assert spin_until_shutdown(executor, "flood_test", max_escapes=3, window_s=60.0) == 1
+    finally:
+        executor.shutdown(timeout_sec=2.0)
+        n.destroy_node()
+        rclpy.shutdown(context=context)
