@@ -244,7 +244,11 @@ class PerceptionNode(LifecycleNode):
         with self._stats_lock:
             if self._sub is None or self._since is None or self._silent:
                 return
-            quiet = (self.get_clock().now() - self._since).nanoseconds / 1e9
+            now = self.get_clock().now()
+            if self._since.nanoseconds == 0:  # use_sim_time before the first /clock
+                self._since = now
+                return
+            quiet = (now - self._since).nanoseconds / 1e9
             if quiet < self.no_frames_warn_s:
                 return
             self._silent = True
@@ -270,8 +274,9 @@ class PerceptionNode(LifecycleNode):
                     res.success = True
                     res.message = f"already serving v{current.version} from {path}"
                     return res
-                why = (f"version {req.version} is already serving from another file "
-                       f"({printable(self._bundle_path, 120)})")
+                why = (f"version {req.version} already serves the weights of "
+                       f"{printable(self._bundle_path, 120)}; other weights need another "
+                       "version")
             if why is None:
                 try:
                     new = load_checkpoint(path, expected_arch=self.arch,
@@ -330,7 +335,8 @@ class PerceptionNode(LifecycleNode):
             lat = np.array(self._latency) * 1e3 if self._latency else np.array([np.nan])
             span = (self._stamps[-1] - self._stamps[0]) / 1e9 if len(self._stamps) > 1 else 0.0
             fps = (len(self._stamps) - 1) / span if span > 0 else 0.0
-            quiet = (now - self._since).nanoseconds / 1e9 if self._since is not None else 0.0
+            quiet = ((now - self._since).nanoseconds / 1e9
+                     if self._since is not None and self._since.nanoseconds else 0.0)
             values = {"model_version": self.version, "frames": self.frames,
                       "bad_frames": self.bad_frames, "fps": fps,
                       "latency_ms": float(np.mean(lat)),
