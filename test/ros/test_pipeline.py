@@ -236,6 +236,12 @@ def test_perception_keeps_publishing_through_a_swap(system):
            for d in system["dets"]}
     versions = [got.get((s.sec, s.nanosec)) for s in stamps]
     answered = [v for v in versions if v is not None]
+    perc = [st for a in system["diag"] for st in a.status if st.name.startswith("perception")][-1]
+    print("DEBUG sent", len(stamps), "answered", len(answered), "versions", versions,
+          {kv.key: kv.value for kv in perc.values})
+    time.sleep(5)
+    got = {(d.header.stamp.sec, d.header.stamp.nanosec): d.model_version for d in system["dets"]}
+    print("DEBUG after 5 s more:", sum(1 for s in stamps if (s.sec, s.nanosec) in got))
     assert len(answered) >= 0.8 * len(stamps), f"{len(answered)}/{len(stamps)} frames answered"
     gap = longest = 0
     for v in versions:  # no stall: never more than 5 frames (0.25 s) in a row unanswered
