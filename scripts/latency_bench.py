@@ -34,14 +34,16 @@ ROUND_STATES = ("tuning", "validating", "swapping")
 
 def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seconds", type=float, default=20.0, help="idle window, and the least "
-                   "round time to measure (rounds are forced until it is reached)")
+    p.add_argument("--seconds", type=float, default=15.0, help="length of each idle window")
+    p.add_argument("--cycles", type=int, default=3,
+                   help="idle window + forced round, repeated: both phases see the same "
+                   "outside load on a shared machine")
     p.add_argument("--fps", type=float, default=30.0)
     p.add_argument("--width", type=int, default=640)
     p.add_argument("--height", type=int, default=480)
     p.add_argument("--input-size", type=int, default=64,
                    help="model input side (the project's starting model uses 64)")
-    p.add_argument("--samples", type=int, default=1500, help="labelled samples a round trains on")
+    p.add_argument("--samples", type=int, default=400, help="labelled samples a round trains on")
     p.add_argument("--mode", choices=("processes", "bringup"), default="processes")
     p.add_argument("--tuner-nice", type=int, default=0,
                    help="nice value of the tuner process (processes mode)")
@@ -109,6 +111,7 @@ def main() -> int:
     opts = parse()
     use_default_transport_profile()
     import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.executors import MultiThreadedExecutor
     from sensor_msgs.msg import Image
     from std_srvs.srv import Trigger
@@ -129,7 +132,7 @@ def main() -> int:
     spin.start()
     clock = node.get_clock()
     latency: dict[int, float] = {}
-    state = {"tuner": "", "info": None, "rounds": 0}
+    state = {"tuner": "", "info": None, "rounds": 0, "perception": {}}
 
     def on_det(msg: DetectionArray) -> None:
         stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
@@ -140,6 +143,13 @@ def main() -> int:
 
     node.create_subscription(DetectionArray, "detections", on_det, reliable_qos(100))
     node.create_subscription(TunerStatus, "tuner/status", on_status, reliable_qos())
+
+    def on_diag(msg: DiagnosticArray) -> None:
+        for st in msg.status:
+            if st.name.startswith("perception"):
+                state["perception"] = {kv.key: kv.value for kv in st.values}
+
+    node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, reliable_qos(50))
     node.create_subscription(ModelInfo, "model_info", lambda m: state.update(info=m),
                              latched_qos())
     pub = node.create_publisher(Image, "image", image_qos("best_effort", 2))
@@ -172,14 +182,17 @@ def main() -> int:
         cam = threading.Thread(target=camera, daemon=True)
         cam.start()
         time.sleep(3.0)  # warm-up, not measured
-        t0 = len(sent)
-        time.sleep(opts.seconds)
-        idle_sent = [s for s, st in sent[t0:] if st == "idle"]
-        print(f"[latency] idle window done ({len(idle_sent)} frames); forcing rounds", flush=True)
-        round_s = 0.0
+        idle_sent: list[int] = []
         round_sent: list[int] = []
+        idle_s = round_s = 0.0
         rounds = 0
-        while round_s < opts.seconds and rounds < 10:
+        own: dict[str, list[dict[str, str]]] = {"idle": [], "round": []}
+        for cycle in range(opts.cycles):
+            i0, t_idle = len(sent), time.monotonic()
+            time.sleep(opts.seconds)
+            idle_s += time.monotonic() - t_idle
+            idle_sent += [s for s, st in sent[i0:] if st == "idle"]
+            own["idle"].append(dict(state["perception"]))
             assert force.wait_for_service(timeout_sec=30)
             fut = force.call_async(Trigger.Request())
             while not fut.done():
@@ -190,21 +203,25 @@ def main() -> int:
             start = time.monotonic()
             while state["tuner"] not in ROUND_STATES and time.monotonic() - start < 30:
                 time.sleep(0.02)
-            t_round = time.monotonic()
-            i0 = len(sent)
+            t_round, i0 = time.monotonic(), len(sent)
             while state["tuner"] in ROUND_STATES and time.monotonic() - t_round < 300:
                 time.sleep(0.05)
             round_s += time.monotonic() - t_round
             round_sent += [s for s, st in sent[i0:] if st in ROUND_STATES]
+            own["round"].append(dict(state["perception"]))
+            print(f"[latency] cycle {cycle + 1}/{opts.cycles}: round of "
+                  f"{time.monotonic() - t_round:.1f} s", flush=True)
+            while state["tuner"] != "idle":  # the next idle window starts idle
+                time.sleep(0.05)
         time.sleep(2.0)  # last answers
         stop.set()
         cam.join()
-        idle = phase("idle", idle_sent, latency, opts.seconds)
+        idle = phase("idle", idle_sent, latency, idle_s)
         busy = phase("round", round_sent, latency, round_s)
         v = verdict(idle, busy)
         setup = {"mode": opts.mode, "fps": opts.fps, "size": f"{opts.width}x{opts.height}",
                  "encoding": "rgb8", "input_size": opts.input_size, "samples": opts.samples,
-                 "rounds": rounds, "tuner_nice": opts.tuner_nice,
+                 "rounds": rounds, "cycles": opts.cycles, "tuner_nice": opts.tuner_nice,
                  "perception_threads": opts.perception_threads or "config",
                  "tuner_threads": opts.tuner_threads or "config", "cpus": os.cpu_count(),
                  "load_avg_at_end": os.getloadavg(),
@@ -214,7 +231,13 @@ def main() -> int:
               f"{100 * idle.fraction:.1f} %, during rounds {100 * busy.fraction:.1f} % "
               f"(goal >= 95 %); {rounds} round(s), load average {os.getloadavg()[0]:.1f} on "
               f"{os.cpu_count()} CPUs")
-        out = write_json(opts.out, [idle, busy], setup, {"verdict": v})
+        print("perception's own processing time (its /diagnostics, last ~300 frames at the end "
+              "of each window), p50/p95 ms:")
+        for name, snaps in own.items():
+            print(f"  {name:<6} " + "  ".join(
+                f"{x.get('latency_p50_ms', '?')}/{x.get('latency_p95_ms', '?')}" for x in snaps))
+        out = write_json(opts.out, [idle, busy], setup,
+                         {"verdict": v, "perception_diagnostics": own})
         print(f"[latency] wrote {out}")
     finally:
         stop.set()
