@@ -49,6 +49,8 @@ def parse() -> argparse.Namespace:
                    help="nice value of the tuner process (processes mode)")
     p.add_argument("--perception-threads", type=int, default=None,
                    help="override perception's torch_threads (default: config's)")
+    p.add_argument("--image-queue-depth", type=int, default=None,
+                   help="override perception's image_queue_depth (default: config's)")
     p.add_argument("--tuner-threads", type=int, default=None,
                    help="override the tuner's torch_threads (default: config's)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "latency.json")
@@ -81,6 +83,8 @@ def prepare(d: Path, opts: argparse.Namespace) -> tuple[Path, Path]:
     perception = f"    checkpoint: '{ckpt}'\n"
     if opts.perception_threads:
         perception += f"    torch_threads: {opts.perception_threads}\n"
+    if opts.image_queue_depth:
+        perception += f"    image_queue_depth: {opts.image_queue_depth}\n"
     overlay.write_text(f"/**:\n  ros__parameters:\n    data_dir: '{d}'\n"
                        f"/**/tuner:\n  ros__parameters:\n{tuner}"
                        f"/**/perception:\n  ros__parameters:\n{perception}")
@@ -223,6 +227,7 @@ def main() -> int:
                  "encoding": "rgb8", "input_size": opts.input_size, "samples": opts.samples,
                  "rounds": rounds, "cycles": opts.cycles, "tuner_nice": opts.tuner_nice,
                  "perception_threads": opts.perception_threads or "config",
+                 "image_queue_depth": opts.image_queue_depth or "config",
                  "tuner_threads": opts.tuner_threads or "config", "cpus": os.cpu_count(),
                  "load_avg_at_end": os.getloadavg(),
                  "fastdds_profile": os.environ.get("FASTRTPS_DEFAULT_PROFILES_FILE", "")}

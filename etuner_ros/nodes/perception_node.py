@@ -86,6 +86,13 @@ class PerceptionNode(LifecycleNode):
         self._stats_lock = threading.Lock()
         self.frames = 0
         self.bad_frames = 0
+        # Frames the camera published that never reached this callback (best-effort drops in
+        # the transport or a full queue), from gaps in the publisher's sequence numbers; only
+        # counted while the topic has one publisher (numbers are per publisher).
+        self.frames_lost = 0
+        self._last_seq: int | None = None
+        self._one_publisher = False
+        self._diag_prev = (0, 0)  # (frames, frames_lost) at the previous /diagnostics
         self.swaps_ok = 0
         self.swaps_failed = 0
         self.last_error = ""
@@ -200,10 +207,15 @@ class PerceptionNode(LifecycleNode):
         return self._bundle.version if self._bundle is not None else 0
 
     # --- inference -----------------------------------------------------------------------
-    def _on_image(self, msg: Image) -> None:
+    def _on_image(self, msg: Image, info: dict) -> None:
         t0 = time.perf_counter()  # CPU latency of our own work, not stream time
         now = self.get_clock().now()
+        seq = info.get("publication_sequence_number") if isinstance(info, dict) else None
         with self._stats_lock:
+            if seq is not None and self._one_publisher:
+                if self._last_seq is not None and seq > self._last_seq + 1:
+                    self.frames_lost += seq - self._last_seq - 1
+                self._last_seq = seq  # also after a restarted camera (numbers start again)
             self._since = now
             self._stamps.append(now.nanoseconds)
             if self._silent:
@@ -240,7 +252,14 @@ class PerceptionNode(LifecycleNode):
                                               msg.header))
 
     def _check_silence(self) -> None:
-        """Warn once when an active node has had no frame for ``no_frames_warn_s``."""
+        """Warn once when an active node has had no frame for ``no_frames_warn_s``; track
+        whether lost frames can be counted (one publisher)."""
+        sub = self._sub
+        if sub is not None:
+            one = self.count_publishers(sub.topic_name) == 1
+            with self._stats_lock:
+                if one != self._one_publisher:
+                    self._one_publisher, self._last_seq = one, None
         with self._stats_lock:
             if self._sub is None or self._since is None or self._silent:
                 return
@@ -337,8 +356,12 @@ class PerceptionNode(LifecycleNode):
             fps = (len(self._stamps) - 1) / span if span > 0 else 0.0
             quiet = ((now - self._since).nanoseconds / 1e9
                      if self._since is not None and self._since.nanoseconds else 0.0)
+            lost_now = self.frames_lost - self._diag_prev[1]
+            seen_now = self.frames - self._diag_prev[0] + lost_now
+            self._diag_prev = (self.frames, self.frames_lost)
             values = {"model_version": self.version, "frames": self.frames,
-                      "bad_frames": self.bad_frames, "fps": fps,
+                      "bad_frames": self.bad_frames, "frames_lost": self.frames_lost,
+                      "fps": fps,
                       "latency_ms": float(np.mean(lat)),
                       "latency_p50_ms": float(np.percentile(lat, 50)),
                       "latency_p95_ms": float(np.percentile(lat, 95)),
@@ -353,6 +376,13 @@ class PerceptionNode(LifecycleNode):
             return WARN, f"no frames for {quiet:.0f} s", values
         if self.frames == 0:
             return WARN, "no frames received yet", values
+        if lost_now:
+            self.get_logger().warn(
+                f"{lost_now} of {seen_now} camera frames lost before inference in the last "
+                "period (best-effort drops: transport settings or a full queue)",
+                throttle_duration_sec=10.0)
+            return WARN, f"serving v{self.version}; lost {lost_now} of {seen_now} frames", \
+                values
         if self._guard.total():
             return WARN, f"serving v{self.version}; callback failures: " \
                          f"{values.get('last_failure', '')}", values
