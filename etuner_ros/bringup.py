@@ -151,7 +151,12 @@ def main(argv: list[str] | None = None) -> int:
         log.fatal(str(exc))
         rclpy.try_shutdown()
         return 2
+    # torch's thread count is per process: in one process the last node's torch_threads wins
+    # (the launch file's separate processes keep perception's and the tuner's apart).
+    import torch
+
     log.info(f"started {', '.join(n.get_fully_qualified_name() for n in nodes)}"
+             f" (torch threads in this process: {torch.get_num_threads()})"
              f" (Fast DDS profile: {profile or 'built-in defaults'})")
     try:
         return run(nodes, opts.duration)

@@ -15,6 +15,7 @@ counter.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import deque
@@ -69,6 +70,12 @@ class PerceptionNode(LifecycleNode):
                                         "frame arrived for this many seconds of ROS time",
                                         minimum=0.5, maximum=3600.0)
         torch.set_num_threads(int(threads))
+        cores = os.cpu_count() or 1
+        if int(threads) >= cores:
+            self.get_logger().warn(
+                f"torch_threads {threads} uses all {cores} CPU cores: a tuning round will "
+                "compete with inference (keep perception's + the tuner's torch_threads <= "
+                "cores)")
 
         self.autostart = declare(self, "autostart", True,
                                  "configure and activate at start-up (false: wait for a "
