@@ -21,7 +21,6 @@ import time
 from collections import deque
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -34,8 +33,9 @@ from etuner_ros.core.model import SUPPORTED_ARCHS, ModelBundle
 from etuner_ros.core.text import printable
 from etuner_ros.msg import Detection, DetectionArray, ModelInfo
 from etuner_ros.ros.diagnostics import OK, WARN, Diagnostics
+from etuner_ros.ros.frame_loss import FrameLoss
 from etuner_ros.ros.guard import CallbackGuard
-from etuner_ros.ros.image import ImageConversionError, image_to_rgb, rgb_to_image
+from etuner_ros.ros.image import ImageConversionError, annotate, image_to_rgb, rgb_to_image
 from etuner_ros.ros.params import ParameterError, declare
 from etuner_ros.ros.qos import RELIABILITY_CHOICES, image_qos, latched_qos, reliable_qos
 from etuner_ros.ros.run import run_node
@@ -93,12 +93,7 @@ class PerceptionNode(LifecycleNode):
         self._stats_lock = threading.Lock()
         self.frames = 0
         self.bad_frames = 0
-        # Frames the camera published that never reached this callback (best-effort drops in
-        # the transport or a full queue), from gaps in the publisher's sequence numbers; only
-        # counted while the topic has one publisher (numbers are per publisher).
-        self.frames_lost = 0
-        self._last_seq: int | None = None
-        self._one_publisher = False
+        self._loss = FrameLoss()  # frames the camera sent that never reached _on_image
         self._diag_prev = (0, 0)  # (frames, frames_lost) at the previous /diagnostics
         self.swaps_ok = 0
         self.swaps_failed = 0
@@ -217,12 +212,8 @@ class PerceptionNode(LifecycleNode):
     def _on_image(self, msg: Image, info: dict) -> None:
         t0 = time.perf_counter()  # CPU latency of our own work, not stream time
         now = self.get_clock().now()
-        seq = info.get("publication_sequence_number") if isinstance(info, dict) else None
         with self._stats_lock:
-            if seq is not None and self._one_publisher:
-                if self._last_seq is not None and seq > self._last_seq + 1:
-                    self.frames_lost += seq - self._last_seq - 1
-                self._last_seq = seq  # also after a restarted camera (numbers start again)
+            self._loss.observe(info)
             self._since = now
             self._stamps.append(now.nanoseconds)
             if self._silent:
@@ -255,8 +246,8 @@ class PerceptionNode(LifecycleNode):
         # Drawing and sending a full-size copy costs as much as inference at 640x480: only
         # while someone (RViz) looks. Not part of the detection latency above.
         if self.annotate and self.ann_pub.get_subscription_count() > 0:
-            self.ann_pub.publish(rgb_to_image(_annotate(rgb, name, score, bundle.version),
-                                              msg.header))
+            self.ann_pub.publish(rgb_to_image(
+                annotate(rgb, f"{name} {score:.2f} v{bundle.version}"), msg.header))
 
     def _check_silence(self) -> None:
         """Warn once when an active node has had no frame for ``no_frames_warn_s``; track
@@ -265,8 +256,7 @@ class PerceptionNode(LifecycleNode):
         if sub is not None:
             one = self.count_publishers(sub.topic_name) == 1
             with self._stats_lock:
-                if one != self._one_publisher:
-                    self._one_publisher, self._last_seq = one, None
+                self._loss.set_single_publisher(one)
         with self._stats_lock:
             if self._sub is None or self._since is None or self._silent:
                 return
@@ -363,11 +353,11 @@ class PerceptionNode(LifecycleNode):
             fps = (len(self._stamps) - 1) / span if span > 0 else 0.0
             quiet = ((now - self._since).nanoseconds / 1e9
                      if self._since is not None and self._since.nanoseconds else 0.0)
-            lost_now = self.frames_lost - self._diag_prev[1]
+            lost_now = self._loss.lost - self._diag_prev[1]
             seen_now = self.frames - self._diag_prev[0] + lost_now
-            self._diag_prev = (self.frames, self.frames_lost)
+            self._diag_prev = (self.frames, self._loss.lost)
             values = {"model_version": self.version, "frames": self.frames,
-                      "bad_frames": self.bad_frames, "frames_lost": self.frames_lost,
+                      "bad_frames": self.bad_frames, "frames_lost": self._loss.lost,
                       "fps": fps,
                       "latency_ms": float(np.mean(lat)),
                       "latency_p50_ms": float(np.percentile(lat, 50)),
@@ -413,19 +403,6 @@ def _same_file(a: Path, b: str) -> bool:
         return bool(b) and a.resolve() == Path(b).resolve()
     except OSError:
         return False
-
-
-def _annotate(rgb: np.ndarray, name: str, score: float, version: int) -> np.ndarray:
-    """Draw the label on a copy; the caption scales with the frame so small images stay legible."""
-    img = rgb.copy()
-    h, w = img.shape[:2]
-    scale = max(0.3, w / 400.0)
-    cv2.rectangle(img, (0, 0), (w - 1, h - 1), (0, 255, 0), max(1, w // 160))
-    text = f"{name} {score:.2f} v{version}"
-    cv2.rectangle(img, (0, 0), (w - 1, int(18 * scale) + 4), (0, 0, 0), -1)
-    cv2.putText(img, text, (2, int(16 * scale)), cv2.FONT_HERSHEY_SIMPLEX, scale * 0.5,
-                (255, 255, 255), 1, cv2.LINE_AA)
-    return img
 
 
 def main(args: list[str] | None = None) -> int:

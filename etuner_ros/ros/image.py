@@ -7,6 +7,7 @@ anything it does not understand instead of guessing.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
@@ -61,3 +62,16 @@ def rgb_to_image(rgb: np.ndarray, header: Header) -> Image:
     msg.step = int(rgb.shape[1] * 3)
     msg.data = np.ascontiguousarray(rgb).tobytes()
     return msg
+
+
+def annotate(rgb: np.ndarray, text: str) -> np.ndarray:
+    """A copy with a frame and ``text`` drawn on it; the caption scales with the frame so small
+    images stay legible (for RViz's view of the detections)."""
+    img = rgb.copy()
+    h, w = img.shape[:2]
+    scale = max(0.3, w / 400.0)
+    cv2.rectangle(img, (0, 0), (w - 1, h - 1), (0, 255, 0), max(1, w // 160))
+    cv2.rectangle(img, (0, 0), (w - 1, int(18 * scale) + 4), (0, 0, 0), -1)
+    cv2.putText(img, text, (2, int(16 * scale)), cv2.FONT_HERSHEY_SIMPLEX, scale * 0.5,
+                (255, 255, 255), 1, cv2.LINE_AA)
+    return img
