@@ -94,6 +94,7 @@ class PerceptionNode(LifecycleNode):
         self.frames = 0
         self.bad_frames = 0
         self._loss = FrameLoss()  # frames the camera sent that never reached _on_image
+        self._publishers_checked = -1e9  # perf_counter of the last count_publishers
         self._diag_prev = (0, 0)  # (frames, frames_lost) at the previous /diagnostics
         self.swaps_ok = 0
         self.swaps_failed = 0
@@ -212,6 +213,12 @@ class PerceptionNode(LifecycleNode):
     def _on_image(self, msg: Image, info: dict) -> None:
         t0 = time.perf_counter()  # CPU latency of our own work, not stream time
         now = self.get_clock().now()
+        sub = self._sub
+        if sub is not None and t0 - self._publishers_checked > 0.5:  # a cheap graph query
+            self._publishers_checked = t0
+            one = self.count_publishers(sub.topic_name) == 1
+            with self._stats_lock:
+                self._loss.set_single_publisher(one)
         with self._stats_lock:
             self._loss.observe(info)
             self._since = now
