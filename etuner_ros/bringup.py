@@ -19,10 +19,11 @@ from pathlib import Path
 
 import rclpy
 import yaml
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 
 from etuner_ros.ros.params import ParameterError
+from etuner_ros.ros.run import spin_until_shutdown, use_default_transport_profile
 
 
 def default_config() -> Path:
@@ -110,19 +111,25 @@ def make_nodes(sim: bool, namespace: str = "") -> list[Node]:
     return nodes
 
 
-def run(nodes: list[Node], duration: float = 0.0, threads: int = 4) -> None:
-    """Spin ``nodes`` on one multi-threaded executor until Ctrl-C or ``duration`` seconds."""
+def run(nodes: list[Node], duration: float = 0.0, threads: int = 4) -> int:
+    """Spin ``nodes`` on one multi-threaded executor until Ctrl-C or ``duration`` seconds.
+
+    An exception escaping a callback is logged and the executor spins on (``ros/run.py`` says
+    why): one node's failure never ends the others. Returns the exit code."""
     executor = MultiThreadedExecutor(num_threads=threads)
     for n in nodes:
         executor.add_node(n)
+    stop = threading.Event()
     if duration > 0:
-        timer = threading.Timer(duration, executor.shutdown)
+        def _end() -> None:
+            stop.set()
+            executor.shutdown()
+
+        timer = threading.Timer(duration, _end)
         timer.daemon = True
         timer.start()
     try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        return spin_until_shutdown(executor, "bringup", stop)
     finally:
         executor.shutdown()
         for n in nodes:
@@ -133,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     opts, rest = parser().parse_known_args(argv)
     if rest and rest[0] != "--ros-args":
         parser().error(f"unrecognised arguments: {' '.join(rest)}")
+    # Before rclpy.init: Fast DDS reads its XML profile when the first participant is made.
+    profile = use_default_transport_profile()
     # argv[0] is the program name for rcl, as in sys.argv; extra --ros-args go last to win.
     rclpy.init(args=["bringup", *ros_args(opts), *rest])
     log = rclpy.logging.get_logger("bringup")
@@ -142,12 +151,17 @@ def main(argv: list[str] | None = None) -> int:
         log.fatal(str(exc))
         rclpy.try_shutdown()
         return 2
-    log.info(f"started {', '.join(n.get_fully_qualified_name() for n in nodes)}")
+    # torch's thread count is per process: in one process the last node's torch_threads wins
+    # (the launch file's separate processes keep perception's and the tuner's apart).
+    import torch
+
+    log.info(f"started {', '.join(n.get_fully_qualified_name() for n in nodes)}"
+             f" (torch threads in this process: {torch.get_num_threads()})"
+             f" (Fast DDS profile: {profile or 'built-in defaults'})")
     try:
-        run(nodes, opts.duration)
+        return run(nodes, opts.duration)
     finally:
         rclpy.try_shutdown()
-    return 0
 
 
 if __name__ == "__main__":

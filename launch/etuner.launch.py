@@ -6,6 +6,11 @@
 Every node reads the same parameters file (``config``); ``policy`` and ``checkpoint`` override the
 file only when given, so an empty argument never wipes a configured value. ``bringup`` (no launch
 package needed) starts the same nodes with the same names, YAML, namespace and remapping.
+
+Every node that subscribes to the camera (perception, label_collector, tuner) gets the
+``image`` remap, and sim_camera publishes on it. Fast DDS reads ``config/fastdds.xml`` (large
+camera frames through best effort) unless the user set a profile. The nodes respawn after a
+crash that Python cannot catch (segfault, OOM kill); exceptions in callbacks never end them.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.launch_context import LaunchContext
 from launch.launch_description import LaunchDescription
@@ -48,14 +53,17 @@ def _nodes(context: LaunchContext) -> list[Node]:
     if policy:
         tuner_params.append({"policy": policy})
 
-    common = {"package": PACKAGE, "namespace": namespace, "output": "screen", "emulate_tty": True}
+    common = {"package": PACKAGE, "namespace": namespace, "output": "screen", "emulate_tty": True,
+              "respawn": True, "respawn_delay": 2.0}
     nodes = [
         Node(executable="perception_node", name="perception", parameters=perception_params,
              remappings=image_remap, **common),
         Node(executable="label_collector_node", name="label_collector", parameters=[config],
              remappings=image_remap, **common),
         # The tuner calls perception/swap_weights relative to its namespace: same namespace.
-        Node(executable="tuner_node", name="tuner", parameters=tuner_params, **common),
+        # It watches the camera too (change detection, BatchNorm adaptation): same remap.
+        Node(executable="tuner_node", name="tuner", parameters=tuner_params,
+             remappings=image_remap, **common),
         Node(executable="sim_camera", name="sim_camera", parameters=[config],
              remappings=image_remap, condition=sim, **common),
         Node(executable="sim_caregiver", name="sim_caregiver", parameters=[config],
@@ -89,4 +97,9 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("rviz", default_value="false",
                               description="start RViz with config/etuner.rviz"),
     ]
-    return LaunchDescription([*args, OpaqueFunction(function=_nodes)])
+    actions: list = list(args)
+    if not (os.environ.get("FASTRTPS_DEFAULT_PROFILES_FILE")
+            or os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE")):
+        profile = os.path.join(get_package_share_directory(PACKAGE), "config", "fastdds.xml")
+        actions.append(SetEnvironmentVariable("FASTRTPS_DEFAULT_PROFILES_FILE", profile))
+    return LaunchDescription([*actions, OpaqueFunction(function=_nodes)])

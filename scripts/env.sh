@@ -11,6 +11,11 @@ case $- in *u*) _etuner_nounset=1; set +u ;; *) _etuner_nounset= ;; esac
 . "$_etuner_root/install/local_setup.bash"
 [ -n "$_etuner_nounset" ] && set -u
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
+# Fast DDS transport settings that let 640x480+ camera frames through best effort (see the XML);
+# a profile the user chose (either variable) wins.
+if [ -z "${FASTRTPS_DEFAULT_PROFILES_FILE:-}" ] && [ -z "${FASTDDS_DEFAULT_PROFILES_FILE:-}" ]; then
+  export FASTRTPS_DEFAULT_PROFILES_FILE="$_etuner_root/config/fastdds.xml"
+fi
 export ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-$(( ($$ % 100) + 100 ))}
 export PYTHONUNBUFFERED=1
 unset _etuner_root _etuner_venv _etuner_nounset

@@ -17,8 +17,25 @@ from typing import Any
 import torch
 
 from etuner_ros.core.model import SUPPORTED_ARCHS, ModelBundle, build_model
+from etuner_ros.core.text import printable
 
 FORMAT = "etuner_ros/1"
+
+# Sanity limits a checkpoint must meet before it may serve. A checkpoint comes from a file any
+# caller of ~/swap_weights can name, so every size that drives an allocation is bounded *before*
+# anything is built: an input_size of 100000 would make every frame a 120 GB tensor.
+#: Square input side in pixels. 16 is the smallest every supported architecture still reduces to
+#: a 1x1 feature map without error; 1024 is 4.6x the usual 224 and already ~20x its compute.
+MIN_INPUT_SIZE, MAX_INPUT_SIZE = 16, 1024
+#: Classes of the head (ImageNet has 1000; a home robot needs far fewer).
+MAX_CLASSES = 1000
+#: Longest class name, in characters (printable, no control characters).
+MAX_CLASS_NAME_CHARS = 256
+#: Largest checkpoint file accepted; the biggest supported model (resnet18, 1000 classes) is
+#: ~45 MB, so 256 MiB leaves room for ``extra`` and still refuses a file meant to exhaust memory.
+MAX_FILE_BYTES = 256 * 1024 * 1024
+#: Model versions are positive and fit a signed 32-bit integer (SwapWeights.srv, file names).
+MAX_VERSION = 2**31 - 1
 
 # Key of the head weight in each architecture's state_dict: its row count is the class count.
 _HEAD_KEY = {
@@ -99,16 +116,47 @@ def _fail(path: Path, why: str) -> CheckpointError:
     return CheckpointError(f"checkpoint {path}: {why}")
 
 
+def _check_sizes(path: Path, names: object, version: object, input_size: object) -> None:
+    """The limits above, with the offending value and the allowed range in the message."""
+    if not (isinstance(names, list) and names and all(isinstance(n, str) and n for n in names)):
+        raise _fail(path, "class_names must be a non-empty list of non-empty strings")
+    if len(names) > MAX_CLASSES:
+        raise _fail(path, f"{len(names)} classes, more than the limit {MAX_CLASSES}")
+    for n in names:
+        if len(n) > MAX_CLASS_NAME_CHARS or not n.isprintable():
+            raise _fail(path, f"class name {printable(n, 40)} is longer than "
+                              f"{MAX_CLASS_NAME_CHARS} characters or not printable")
+    if len(set(names)) != len(names):
+        raise _fail(path, "class_names contains duplicates")
+    if isinstance(version, bool) or not isinstance(version, int) \
+            or not 0 <= version <= MAX_VERSION:
+        raise _fail(path, f"version {printable(version, 40)} is not an integer in "
+                          f"0..{MAX_VERSION}")
+    if isinstance(input_size, bool) or not isinstance(input_size, int) \
+            or not MIN_INPUT_SIZE <= input_size <= MAX_INPUT_SIZE:
+        raise _fail(path, f"input_size {printable(input_size, 40)} is outside "
+                          f"{MIN_INPUT_SIZE}..{MAX_INPUT_SIZE} pixels")
+
+
 def load_checkpoint(path: str | os.PathLike[str], expected_arch: str | None = None,
-                    expected_classes_prefix: Sequence[str] | None = None) -> ModelBundle:
+                    expected_classes_prefix: Sequence[str] | None = None,
+                    max_bytes: int = MAX_FILE_BYTES) -> ModelBundle:
     """Load and validate a checkpoint written by save_checkpoint; raise CheckpointError if bad.
 
+    Checks, in order, before anything large is allocated: file size <= ``max_bytes``, format,
+    architecture, label map (1..MAX_CLASSES printable unique names), version (0..2**31-1),
+    input_size (MIN_INPUT_SIZE..MAX_INPUT_SIZE), the head's shape against the label map; then
+    finite weights and every tensor's shape and dtype against the architecture.
     ``expected_classes_prefix`` is the label map currently served: a swap may add classes at the
     end but never drop or reorder them (class ids published downstream would change meaning).
     """
     path = Path(path)
     if not path.is_file():
         raise _fail(path, "file not found")
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise _fail(path, f"file is {size / 2**20:.1f} MiB, more than the limit "
+                          f"{max_bytes / 2**20:.0f} MiB")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, random bytes, disallowed pickle: all "corrupt"
@@ -126,16 +174,11 @@ def load_checkpoint(path: str | os.PathLike[str], expected_arch: str | None = No
         raise _fail(path, f"unsupported architecture {arch!r}")
     if expected_arch is not None and arch != expected_arch:
         raise _fail(path, f"architecture {arch!r} does not match expected {expected_arch!r}")
-    if not (isinstance(names, list) and names and all(isinstance(n, str) and n for n in names)):
-        raise _fail(path, "class_names must be a non-empty list of non-empty strings")
-    if len(set(names)) != len(names):
-        raise _fail(path, "class_names contains duplicates")
-    if not isinstance(version, int) or not isinstance(input_size, int) or input_size < 1:
-        raise _fail(path, f"bad version/input_size ({version!r}, {input_size!r})")
+    _check_sizes(path, names, version, input_size)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise _fail(path, "state_dict missing or not a dict of tensors")
     head_w = state.get(_HEAD_KEY[arch])
-    if head_w is None or head_w.ndim != 2:
+    if not isinstance(head_w, torch.Tensor) or head_w.ndim != 2:
         raise _fail(path, f"state_dict has no {_HEAD_KEY[arch]} for {arch}")
     if head_w.shape[0] != len(names):
         raise _fail(path, f"label map has {len(names)} classes but the head has {head_w.shape[0]}")
@@ -160,9 +203,14 @@ def load_checkpoint(path: str | os.PathLike[str], expected_arch: str | None = No
         if tuple(tensor.shape) != tuple(expected[key].shape):
             raise _fail(path, f"shape of {key} is {tuple(tensor.shape)}, {arch} needs "
                               f"{tuple(expected[key].shape)}")
+        if tensor.dtype != expected[key].dtype:
+            raise _fail(path, f"dtype of {key} is {tensor.dtype}, {arch} needs "
+                              f"{expected[key].dtype}")
     model.load_state_dict(state, strict=True)
     model.eval()
     return ModelBundle(model, arch, list(names), version, input_size)
 
 
-__all__ = ["FORMAT", "CheckpointError", "checkpoint_path", "load_checkpoint", "save_checkpoint"]
+__all__ = ["FORMAT", "MAX_CLASSES", "MAX_CLASS_NAME_CHARS", "MAX_FILE_BYTES", "MAX_INPUT_SIZE",
+           "MAX_VERSION", "MIN_INPUT_SIZE", "CheckpointError", "checkpoint_path",
+           "load_checkpoint", "save_checkpoint"]

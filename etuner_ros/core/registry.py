@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from etuner_ros.core.checkpoint import (
+    MAX_VERSION,
     CheckpointError,
     _fsync_dir,
     checkpoint_path,
@@ -41,7 +42,6 @@ from etuner_ros.core.checkpoint import (
 )
 from etuner_ros.core.model import ModelBundle
 
-MAX_VERSION = 2**31 - 1
 POINTER = "active.json"
 TUNER_STATE = "tuner_state.json"
 _NAME = re.compile(r"^(?P<arch>[A-Za-z0-9_]+)_v(?P<version>\d+)\.pt$")

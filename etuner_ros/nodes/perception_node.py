@@ -1,32 +1,42 @@
 """perception_node: classify camera frames and hot-swap weights without stopping.
 
 Subscribes ``image``; publishes ``detections`` (header = the source image's header),
-``detections/image`` (annotated, for RViz) and ``model_info`` (latched). ``~/swap_weights`` loads
-and checks a checkpoint on the service's own callback group, then replaces the serving model with
-one reference assignment between two frames: inference never waits for a load, and a checkpoint
-that fails any check leaves the old model serving.
+``detections/image`` (annotated, for RViz; drawn only while someone subscribes) and
+``model_info`` (latched). ``~/swap_weights`` loads and checks a checkpoint on the service's own
+callback group, warms the new model up on one frame, then replaces the serving model with one
+reference assignment between two frames: inference never waits for a load, and a checkpoint that
+fails any check (``core/checkpoint.py``: sizes, shapes, finite weights) leaves the old model
+serving. Every callback (image, swap, lifecycle transitions, the watchdog timer) runs under a
+:class:`CallbackGuard`: a failure is logged once with its cause, counted on ``/diagnostics`` and
+the node goes on. Times of the stream (frame receipt, silence, rate) use the node's clock, so
+``use_sim_time`` and bag replay work; inference latency is CPU work measured with a monotonic
+counter.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import deque
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.time import Time
 from sensor_msgs.msg import Image, RegionOfInterest
 
-from etuner_ros.core.checkpoint import CheckpointError, load_checkpoint
+from etuner_ros.core.checkpoint import MAX_VERSION, CheckpointError, load_checkpoint
 from etuner_ros.core.model import SUPPORTED_ARCHS, ModelBundle
 from etuner_ros.core.registry import load_start_model
+from etuner_ros.core.text import printable
 from etuner_ros.msg import Detection, DetectionArray, ModelInfo
 from etuner_ros.ros.diagnostics import OK, WARN, Diagnostics
-from etuner_ros.ros.image import ImageConversionError, image_to_rgb, rgb_to_image
+from etuner_ros.ros.frame_loss import FrameLoss
+from etuner_ros.ros.guard import CallbackGuard
+from etuner_ros.ros.image import ImageConversionError, annotate, image_to_rgb, rgb_to_image
 from etuner_ros.ros.params import ParameterError, declare
 from etuner_ros.ros.qos import RELIABILITY_CHOICES, image_qos, latched_qos, reliable_qos
 from etuner_ros.ros.run import run_node
@@ -54,10 +64,23 @@ class PerceptionNode(LifecycleNode):
                         "image subscription queue depth; small keeps latency low", minimum=1,
                         maximum=100, read_only=True)
         self.annotate = declare(self, "publish_annotated", True,
-                                "publish detections/image with the prediction drawn on it")
-        threads = declare(self, "torch_threads", 1, "CPU threads torch may use for inference",
+                                "publish detections/image with the prediction drawn on it "
+                                "(only while it has subscribers)")
+        threads = declare(self, "torch_threads", 1,
+                          "CPU threads torch may use for inference (with the tuner's "
+                          "torch_threads, at most the CPU cores, so a round cannot starve it)",
                           minimum=1, maximum=64, read_only=True)
+        self.no_frames_warn_s = declare(self, "no_frames_warn_s", 5.0,
+                                        "while active, warn (log and /diagnostics) when no "
+                                        "frame arrived for this many seconds of ROS time",
+                                        minimum=0.5, maximum=3600.0)
         torch.set_num_threads(int(threads))
+        cores = os.cpu_count() or 1
+        if int(threads) >= cores:
+            self.get_logger().warn(
+                f"torch_threads {threads} uses all {cores} CPU cores: a tuning round will "
+                "compete with inference (keep perception's + the tuner's torch_threads <= "
+                "cores)")
 
         self.autostart = declare(self, "autostart", True,
                                  "configure and activate at start-up (false: wait for a "
@@ -68,27 +91,58 @@ class PerceptionNode(LifecycleNode):
                 "made by `python -m etuner_ros.sim.pretrain`")
         self._ckpt = str(Path(ckpt).expanduser())
         self._qos = image_qos(reliability, int(depth))
+        self._guard = CallbackGuard(self)
         self._bundle: ModelBundle | None = None
         self._bundle_path = ""
         self._swap_lock = threading.Lock()  # one swap at a time; inference never takes it
         self._stats_lock = threading.Lock()
         self.frames = 0
         self.bad_frames = 0
+        self._loss = FrameLoss()  # frames the camera sent that never reached _on_image
+        self._publishers_checked = -1e9  # perf_counter of the last count_publishers
+        self._diag_prev = (0, 0)  # (frames, frames_lost) at the previous /diagnostics
         self.swaps_ok = 0
         self.swaps_failed = 0
         self.last_error = ""
-        self._latency = deque(maxlen=50)
-        self._stamps = deque(maxlen=50)
+        self._latency: deque[float] = deque(maxlen=300)
+        self._stamps: deque[int] = deque(maxlen=50)  # receipt times, ns of the node clock
+        self._since: Time | None = None  # activation or last frame, node clock
+        self._silent = False
         self._sub = None
         self._srv = None
+        self.det_pub = self.ann_pub = self.info_pub = None
         Diagnostics(self, "inference", self._diagnose)
+        self._watchdog = self.create_timer(1.0, self._guard.wrap(self._check_silence,
+                                                                 "watchdog"))
         if self.autostart:
             if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
                 raise ParameterError(f"perception: cannot configure: {self.last_error}")
             self.trigger_activate()
 
-    # --- lifecycle -----------------------------------------------------------------------
+    # --- lifecycle: each transition guarded; a failure is FAILURE (back to the last state) --
+    def _transition(self, body, name: str, state: LifecycleState) -> TransitionCallbackReturn:
+        def failed(_state: LifecycleState, exc: BaseException) -> TransitionCallbackReturn:
+            self.last_error = printable(f"{name}: {type(exc).__name__}: {exc}", 200)
+            return TransitionCallbackReturn.FAILURE
+
+        return self._guard.wrap(body, name, failed)(state)
+
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return self._transition(self._configure, "on_configure", state)
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return self._transition(self._activate, "on_activate", state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return self._transition(self._deactivate, "on_deactivate", state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return self._transition(self._cleanup, "on_cleanup", state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return self._transition(self._shutdown, "on_shutdown", state)
+
+    def _configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Load the starting model and create the outputs and the swap service."""
         try:  # the last model the tuner made active wins over the base, if it validates
             bundle, path = load_start_model(self._models_dir, self._ckpt, self.arch,
@@ -97,66 +151,95 @@ class PerceptionNode(LifecycleNode):
             self.last_error = str(exc)
             self.get_logger().error(f"cannot load checkpoint: {exc}")
             return TransitionCallbackReturn.FAILURE
+        if not 0 < bundle.version <= MAX_VERSION:
+            self.last_error = f"starting checkpoint has version {bundle.version}; needs 1.."
+            self.last_error += str(MAX_VERSION)
+            self.get_logger().error(self.last_error)
+            return TransitionCallbackReturn.FAILURE
         self._bundle, self._bundle_path = bundle, path
         self.det_pub = self.create_lifecycle_publisher(DetectionArray, "detections",
                                                        reliable_qos())
         self.ann_pub = self.create_lifecycle_publisher(Image, "detections/image",
                                                        reliable_qos(2))
         self.info_pub = self.create_lifecycle_publisher(ModelInfo, "model_info", latched_qos())
-        self._srv = self.create_service(SwapWeights, "~/swap_weights", self._on_swap,
-                                        callback_group=MutuallyExclusiveCallbackGroup())
+        self._srv = self.create_service(
+            SwapWeights, "~/swap_weights",
+            self._guard.wrap(self._on_swap, "swap_weights", self._swap_crashed),
+            callback_group=MutuallyExclusiveCallbackGroup())
         self.get_logger().info(
-            f"configured: {self.arch} v{bundle.version} ({len(bundle.class_names)} classes) "
-            f"from {path}")
+            f"configured: {self.arch} v{bundle.version} ({len(bundle.class_names)} classes, "
+            f"{bundle.input_size} px) from {path}")
         return super().on_configure(state)
 
-    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+    def _activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Start serving: subscribe to the camera and announce the model."""
         ret = super().on_activate(state)
-        self._sub = self.create_subscription(Image, "image", self._on_image, self._qos,
+        self._sub = self.create_subscription(Image, "image",
+                                             self._guard.wrap(self._on_image, "image"),
+                                             self._qos,
                                              callback_group=MutuallyExclusiveCallbackGroup())
+        with self._stats_lock:
+            self._since, self._silent = self.get_clock().now(), False
         self._publish_info()
         self.get_logger().info(f"active: serving v{self.version}")
         return ret
 
-    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+    def _deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Stop inference; the model stays loaded for a quick re-activation."""
-        if self._sub is not None:
-            self.destroy_subscription(self._sub)
-            self._sub = None
+        self._drop_subscription()
         self.get_logger().info("inactive: not subscribed to images")
         return super().on_deactivate(state)
 
-    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+    def _cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Release the model and the outputs."""
         for pub in (self.det_pub, self.ann_pub, self.info_pub):
-            self.destroy_lifecycle_publisher(pub)
+            if pub is not None:
+                self.destroy_lifecycle_publisher(pub)
+        self.det_pub = self.ann_pub = self.info_pub = None
         if self._srv is not None:
             self.destroy_service(self._srv)
             self._srv = None
         self._bundle = None
         return TransitionCallbackReturn.SUCCESS
 
-    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+    def _shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._drop_subscription()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _drop_subscription(self) -> None:
         if self._sub is not None:
             self.destroy_subscription(self._sub)
             self._sub = None
-        return TransitionCallbackReturn.SUCCESS
 
     @property
     def version(self) -> int:
         return self._bundle.version if self._bundle is not None else 0
 
     # --- inference -----------------------------------------------------------------------
-    def _on_image(self, msg: Image) -> None:
-        t0 = time.perf_counter()
+    def _on_image(self, msg: Image, info: dict) -> None:
+        t0 = time.perf_counter()  # CPU latency of our own work, not stream time
+        now = self.get_clock().now()
+        sub = self._sub
+        if sub is not None and t0 - self._publishers_checked > 0.5:  # a cheap graph query
+            self._publishers_checked = t0
+            one = self.count_publishers(sub.topic_name) == 1
+            with self._stats_lock:
+                self._loss.set_single_publisher(one)
+        with self._stats_lock:
+            self._loss.observe(info)
+            self._since = now
+            self._stamps.append(now.nanoseconds)
+            if self._silent:
+                self._silent = False
+                self.get_logger().info("frames arrive again")
         try:
             rgb = image_to_rgb(msg)
         except ImageConversionError as exc:
             with self._stats_lock:
                 self.bad_frames += 1
-                self.last_error = str(exc)
-            self.get_logger().warn(f"dropping frame: {exc}", throttle_duration_sec=5.0)
+                self.last_error = printable(exc, 200)
+            self.get_logger().warn(f"dropping frame: {printable(exc, 200)}",
+                                   throttle_duration_sec=5.0)
             return
         bundle = self._bundle  # one read: a swap during this frame affects the next one
         if bundle is None:
@@ -170,13 +253,38 @@ class PerceptionNode(LifecycleNode):
             bbox=RegionOfInterest(x_offset=0, y_offset=0, width=rgb.shape[1],
                                   height=rgb.shape[0]))]
         self.det_pub.publish(out)
-        if self.annotate:
-            self.ann_pub.publish(rgb_to_image(_annotate(rgb, name, score, bundle.version),
-                                              msg.header))
         with self._stats_lock:
             self.frames += 1
             self._latency.append(time.perf_counter() - t0)
-            self._stamps.append(time.monotonic())
+        # Drawing and sending a full-size copy costs as much as inference at 640x480: only
+        # while someone (RViz) looks. Not part of the detection latency above.
+        if self.annotate and self.ann_pub.get_subscription_count() > 0:
+            self.ann_pub.publish(rgb_to_image(
+                annotate(rgb, f"{name} {score:.2f} v{bundle.version}"), msg.header))
+
+    def _check_silence(self) -> None:
+        """Warn once when an active node has had no frame for ``no_frames_warn_s``; track
+        whether lost frames can be counted (one publisher)."""
+        sub = self._sub
+        if sub is not None:
+            one = self.count_publishers(sub.topic_name) == 1
+            with self._stats_lock:
+                self._loss.set_single_publisher(one)
+        with self._stats_lock:
+            if self._sub is None or self._since is None or self._silent:
+                return
+            now = self.get_clock().now()
+            if self._since.nanoseconds == 0:  # use_sim_time before the first /clock
+                self._since = now
+                return
+            quiet = (now - self._since).nanoseconds / 1e9
+            if quiet < self.no_frames_warn_s:
+                return
+            self._silent = True
+            topic = self._sub.topic_name
+        self.get_logger().warn(
+            f"no frames for {quiet:.1f} s on {topic} (is the camera running, "
+            "and do its QoS and the transport let its frames through?)")
 
     # --- hot swap ------------------------------------------------------------------------
     def _on_swap(self, req: SwapWeights.Request, res: SwapWeights.Response
@@ -187,19 +295,35 @@ class PerceptionNode(LifecycleNode):
                 res.success, res.active_version = False, 0
                 res.message = "swap refused: perception is not configured"
                 return res
+            res.active_version = current.version
             path = Path(req.checkpoint_path).expanduser()
-            try:
-                new = load_checkpoint(path, expected_arch=self.arch,
-                                      expected_classes_prefix=current.class_names)
-            except CheckpointError as exc:
-                self.swaps_failed += 1
-                res.success, res.active_version = False, current.version
-                res.message = f"swap refused, still serving v{current.version}: {exc}"
-                self.get_logger().error(res.message)
-                return res
-            if req.version:
-                new.version = int(req.version)
+            why = _version_problem(int(req.version), current.version)
+            if why is None and int(req.version) == current.version:
+                if _same_file(path, self._bundle_path):  # a retried call: idempotent
+                    res.success = True
+                    res.message = f"already serving v{current.version} from {path}"
+                    return res
+                why = (f"version {req.version} already serves the weights of "
+                       f"{printable(self._bundle_path, 120)}; other weights need another "
+                       "version")
+            if why is None:
+                try:
+                    new = load_checkpoint(path, expected_arch=self.arch,
+                                          expected_classes_prefix=current.class_names)
+                    if req.version == 0:
+                        why = _version_problem(new.version, current.version, "checkpoint's")
+                        if why is None and new.version == current.version:
+                            why = f"checkpoint's version {new.version} is already serving"
+                    else:
+                        new.version = int(req.version)
+                except CheckpointError as exc:
+                    why = str(exc)
+            if why is not None:
+                return self._refuse(res, current.version, why)
             new.model.eval()
+            # First forward pass of a new model pays one-off allocations; pay them here, on the
+            # swap's thread, not on the first camera frame it serves.
+            new.predict([np.zeros((new.input_size, new.input_size, 3), np.uint8)])
             self._bundle = new  # the swap: the next frame uses the new model
             self._bundle_path = str(path)
             self.swaps_ok += 1
@@ -210,44 +334,88 @@ class PerceptionNode(LifecycleNode):
         self.get_logger().info(res.message)
         return res
 
+    def _refuse(self, res: SwapWeights.Response, active: int, why: str
+                ) -> SwapWeights.Response:
+        with self._stats_lock:
+            self.swaps_failed += 1
+            self.last_error = printable(why, 200)
+        res.success, res.active_version = False, active
+        res.message = f"swap refused, still serving v{active}: {printable(why, 400)}"
+        self.get_logger().error(res.message)
+        return res
+
+    def _swap_crashed(self, req: SwapWeights.Request, res: SwapWeights.Response,
+                      exc: BaseException) -> SwapWeights.Response:
+        """A failure no check foresaw (out of memory building the model...): still an answer."""
+        return self._refuse(res, self.version, f"internal error {type(exc).__name__}: {exc}")
+
     def _publish_info(self) -> None:
         b = self._bundle
+        if b is None or self.info_pub is None:
+            return
         info = ModelInfo(version=b.version, architecture=b.arch, input_size=b.input_size,
                          class_names=list(b.class_names), checkpoint_path=self._bundle_path)
         info.header.stamp = self.get_clock().now().to_msg()
         self.info_pub.publish(info)
 
     def _diagnose(self) -> tuple[bytes, str, dict]:
+        now = self.get_clock().now()
         with self._stats_lock:
-            lat = float(np.mean(self._latency)) if self._latency else float("nan")
-            span = self._stamps[-1] - self._stamps[0] if len(self._stamps) > 1 else 0.0
+            lat = np.array(self._latency) * 1e3 if self._latency else np.array([np.nan])
+            span = (self._stamps[-1] - self._stamps[0]) / 1e9 if len(self._stamps) > 1 else 0.0
             fps = (len(self._stamps) - 1) / span if span > 0 else 0.0
+            quiet = ((now - self._since).nanoseconds / 1e9
+                     if self._since is not None and self._since.nanoseconds else 0.0)
+            lost_now = self._loss.lost - self._diag_prev[1]
+            seen_now = self.frames - self._diag_prev[0] + lost_now
+            self._diag_prev = (self.frames, self._loss.lost)
             values = {"model_version": self.version, "frames": self.frames,
-                      "bad_frames": self.bad_frames, "fps": fps, "latency_ms": lat * 1e3,
+                      "bad_frames": self.bad_frames, "frames_lost": self._loss.lost,
+                      "fps": fps,
+                      "latency_ms": float(np.mean(lat)),
+                      "latency_p50_ms": float(np.percentile(lat, 50)),
+                      "latency_p95_ms": float(np.percentile(lat, 95)),
+                      "seconds_since_frame": quiet,
                       "swaps_ok": self.swaps_ok, "swaps_failed": self.swaps_failed,
-                      "last_error": self.last_error}
+                      "last_error": self.last_error, **self._guard.values()}
         if self._bundle is None:
             return WARN, f"not configured {self.last_error}".strip(), values
         if self._sub is None:
             return WARN, f"inactive (model v{self.version} loaded)", values
+        if quiet >= self.no_frames_warn_s:
+            return WARN, f"no frames for {quiet:.0f} s", values
         if self.frames == 0:
             return WARN, "no frames received yet", values
+        if lost_now:
+            self.get_logger().warn(
+                f"{lost_now} of {seen_now} camera frames lost before inference in the last "
+                "period (best-effort drops: transport settings or a full queue)",
+                throttle_duration_sec=10.0)
+            return WARN, f"serving v{self.version}; lost {lost_now} of {seen_now} frames", \
+                values
+        if self._guard.total():
+            return WARN, f"serving v{self.version}; callback failures: " \
+                         f"{values.get('last_failure', '')}", values
         if self.bad_frames and self.last_error:
             return WARN, f"some frames dropped: {self.last_error}", values
         return (OK if self.swaps_failed == 0 else WARN), f"serving v{self.version}", values
 
 
-def _annotate(rgb: np.ndarray, name: str, score: float, version: int) -> np.ndarray:
-    """Draw the label on a copy; the caption scales with the frame so small images stay legible."""
-    img = rgb.copy()
-    h, w = img.shape[:2]
-    scale = max(0.3, w / 400.0)
-    cv2.rectangle(img, (0, 0), (w - 1, h - 1), (0, 255, 0), max(1, w // 160))
-    text = f"{name} {score:.2f} v{version}"
-    cv2.rectangle(img, (0, 0), (w - 1, int(18 * scale) + 4), (0, 0, 0), -1)
-    cv2.putText(img, text, (2, int(16 * scale)), cv2.FONT_HERSHEY_SIMPLEX, scale * 0.5,
-                (255, 255, 255), 1, cv2.LINE_AA)
-    return img
+def _version_problem(version: int, current: int, whose: str = "requested") -> str | None:
+    """Why ``version`` may not serve, or None. The contract (srv/SwapWeights.srv): 1..2**31-1;
+    0 in a request means "the checkpoint's own version"."""
+    if whose == "requested" and version == 0:
+        return None
+    if not 0 < version <= MAX_VERSION:
+        return f"{whose} version {version} is outside 1..{MAX_VERSION}"
+    return None
+
+
+def _same_file(a: Path, b: str) -> bool:
+    try:
+        return bool(b) and a.resolve() == Path(b).resolve()
+    except OSError:
+        return False
 
 
 def main(args: list[str] | None = None) -> int:

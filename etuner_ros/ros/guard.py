@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -23,11 +24,17 @@ from etuner_ros.core.text import printable
 class CallbackGuard:
     """Per-node fault counters and the wrapper that feeds them."""
 
+    #: distinct (callback, type, message) causes remembered for "log once"; past it, a new cause
+    #: is logged at most once per ``RELOG_S`` per callback, so varying messages cannot flood.
+    MAX_CAUSES = 1000
+    RELOG_S = 10.0
+
     def __init__(self, node: Node) -> None:
         self._log = node.get_logger()
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
         self._seen: set[tuple[str, str, str]] = set()
+        self._last_logged: dict[str, float] = {}
         self._last = ""
 
     def wrap(self, callback: Callable[..., Any], name: str,
@@ -60,11 +67,17 @@ class CallbackGuard:
         seen, at DEBUG after that (a bad camera must not flood the log at 30 Hz)."""
         why = printable(f"{type(exc).__name__}: {exc}", 200)
         key = (name, type(exc).__name__, str(exc)[:200])
+        now = time.monotonic()  # log throttling only: wall-clock pacing of our own output
         with self._lock:
             self._counts[name] += 1
             first = key not in self._seen
-            if first and len(self._seen) < 1000:
-                self._seen.add(key)
+            if first:
+                if len(self._seen) < self.MAX_CAUSES:
+                    self._seen.add(key)
+                else:
+                    first = now - self._last_logged.get(name, -1e9) >= self.RELOG_S
+            if first:
+                self._last_logged[name] = now
             self._last = f"{name}: {why}"
             count = self._counts[name]
         if first:
@@ -76,6 +89,11 @@ class CallbackGuard:
     def total(self) -> int:
         with self._lock:
             return sum(self._counts.values())
+
+    def count(self, name: str) -> int:
+        """Failures of the callback registered as ``name`` so far."""
+        with self._lock:
+            return self._counts[name]
 
     def values(self) -> dict[str, Any]:
         """Counters for ``/diagnostics``: ``callback_failures`` and one entry per callback."""

@@ -4,6 +4,14 @@ Camera images use the sensor-data profile (best effort, shallow queue): a late f
 less than the next one, and a best-effort subscriber also matches a reliable camera driver.
 Labels, detections and status use reliable delivery because losing one is a real loss.
 ModelInfo is latched (transient local) so a late joiner learns the serving model at once.
+
+Large frames and best effort: with Fast DDS's built-in settings a 640x480 rgb8 frame (900 KB)
+does not fit the *sending* process's 512 KiB shared-memory segment, and best effort has no
+repair, so most such frames never arrived (measured 3/12 at 5 Hz; reliable delivery hides it by
+retransmitting, at a latency cost). The fix is the transport, not this QoS: config/fastdds.xml
+(16 MiB segment), which scripts/env.sh, ``bringup``, every node's ``main`` and the launch file
+select unless the user chose a profile. A camera driver started elsewhere needs the same
+FASTRTPS_DEFAULT_PROFILES_FILE in its environment.
 """
 
 from __future__ import annotations

@@ -236,9 +236,24 @@ def test_perception_keeps_publishing_through_a_swap(system):
     finally:
         stop.set()
         t.join()
-    time.sleep(1.0)
-    got = {(d.header.stamp.sec, d.header.stamp.nanosec): d.model_version
-           for d in system["dets"]}
+
+    def answers() -> dict[tuple[int, int], int]:
+        return {(d.header.stamp.sec, d.header.stamp.nanosec): d.model_version
+                for d in list(system["dets"])}
+
+    # Late is not lost: on a loaded machine answers can trail the stream by seconds (reliable
+    # delivery repairs, a busy executor). Wait until every frame is answered or answers stop
+    # coming (none new for 3 s), instead of a fixed second.
+    keys = {(x.sec, x.nanosec) for x in stamps}
+    seen, quiet_since = -1, time.monotonic()
+    while time.monotonic() - quiet_since < 3.0:
+        n = len(keys & answers().keys())
+        if n == len(keys):
+            break
+        if n != seen:
+            seen, quiet_since = n, time.monotonic()
+        time.sleep(0.1)
+    got = answers()
     versions = [got.get((s.sec, s.nanosec)) for s in stamps]
     answered = [v for v in versions if v is not None]
     assert len(answered) >= 0.8 * len(stamps), f"{len(answered)}/{len(stamps)} frames answered"

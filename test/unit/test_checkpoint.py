@@ -160,3 +160,98 @@ def test_resnet_weights_under_mobilenet_tag(tmp_path: Path, bundle: ModelBundle)
     torch.save(data, path)
     with pytest.raises(CheckpointError, match="efficientnet_b0"):
         load_checkpoint(path)
+
+
+def _rewrite(path: Path, **changes: object) -> Path:
+    data = torch.load(path, weights_only=True)
+    data.update(changes)
+    torch.save(data, path)
+    return path
+
+
+@pytest.mark.parametrize("input_size", [100000, 1025, 15, 0, -3, True, 224.0, "224"])
+def test_input_size_outside_the_documented_range(tmp_path: Path, bundle: ModelBundle,
+                                                 input_size: object) -> None:
+    path = _rewrite(save_checkpoint(tmp_path / "m.pt", bundle), input_size=input_size)
+    with pytest.raises(CheckpointError, match=r"input_size .* outside 16\.\.1024 pixels"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("input_size", [ckpt.MIN_INPUT_SIZE, ckpt.MAX_INPUT_SIZE])
+def test_input_size_limits_are_inclusive(tmp_path: Path, bundle: ModelBundle,
+                                         input_size: int) -> None:
+    bundle.input_size = input_size
+    assert load_checkpoint(save_checkpoint(tmp_path / "m.pt", bundle)).input_size == input_size
+
+
+@pytest.mark.parametrize("arch", ["mobilenet_v3_small", "mobilenet_v3_large", "resnet18",
+                                  "efficientnet_b0"])
+def test_smallest_input_size_runs_on_every_architecture(arch: str) -> None:
+    """MIN_INPUT_SIZE is not arbitrary: every supported model still runs a frame at it."""
+    import numpy as np
+
+    b = ModelBundle(build_model(arch, 2), arch, ["a", "b"], 1, ckpt.MIN_INPUT_SIZE)
+    b.model.eval()
+    ids, _ = b.predict([np.zeros((48, 64, 3), np.uint8)])
+    assert ids.shape == (1,)
+
+
+def test_too_many_classes(tmp_path: Path, bundle: ModelBundle,
+                          monkeypatch: pytest.MonkeyPatch) -> None:
+    path = save_checkpoint(tmp_path / "m.pt", bundle)
+    monkeypatch.setattr(ckpt, "MAX_CLASSES", 2)
+    with pytest.raises(CheckpointError, match="3 classes, more than the limit 2"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("name", ["x" * 257, "cup\nforged", "tab\there"])
+def test_class_name_too_long_or_unprintable(tmp_path: Path, bundle: ModelBundle,
+                                            name: str) -> None:
+    path = _rewrite(save_checkpoint(tmp_path / "m.pt", bundle),
+                    class_names=["cup", "mug", name])
+    with pytest.raises(CheckpointError, match="not printable") as info:
+        load_checkpoint(path)
+    assert "\n" not in str(info.value) and len(str(info.value)) < 400
+
+
+@pytest.mark.parametrize("version", [-1, 2**31, 4294967295, True, "7"])
+def test_version_outside_int32(tmp_path: Path, bundle: ModelBundle, version: object) -> None:
+    path = _rewrite(save_checkpoint(tmp_path / "m.pt", bundle), version=version)
+    with pytest.raises(CheckpointError, match="version"):
+        load_checkpoint(path)
+
+
+def test_file_size_limit(tmp_path: Path, bundle: ModelBundle) -> None:
+    path = save_checkpoint(tmp_path / "m.pt", bundle)
+    with pytest.raises(CheckpointError, match="more than the limit"):
+        load_checkpoint(path, max_bytes=1024)
+    assert load_checkpoint(path, max_bytes=path.stat().st_size).version == 7
+
+
+def test_tensor_shape_that_does_not_fit_the_architecture(tmp_path: Path,
+                                                         bundle: ModelBundle) -> None:
+    path = save_checkpoint(tmp_path / "m.pt", bundle)
+    data = torch.load(path, weights_only=True)
+    data["state_dict"]["features.0.0.weight"] = torch.zeros(16, 3, 5, 5)
+    torch.save(data, path)
+    with pytest.raises(CheckpointError, match=r"shape of features\.0\.0\.weight"):
+        load_checkpoint(path)
+
+
+def test_head_wider_than_its_input(tmp_path: Path, bundle: ModelBundle) -> None:
+    """A head with the right row count but a wrong input width is refused by shape."""
+    path = save_checkpoint(tmp_path / "m.pt", bundle)
+    data = torch.load(path, weights_only=True)
+    data["state_dict"]["classifier.3.weight"] = torch.zeros(3, 4096)
+    torch.save(data, path)
+    with pytest.raises(CheckpointError, match=r"shape of classifier\.3\.weight"):
+        load_checkpoint(path)
+
+
+def test_wrong_dtype(tmp_path: Path, bundle: ModelBundle) -> None:
+    path = save_checkpoint(tmp_path / "m.pt", bundle)
+    data = torch.load(path, weights_only=True)
+    data["state_dict"]["classifier.3.bias"] = data["state_dict"]["classifier.3.bias"].double()
+    torch.save(data, path)
+    with pytest.raises(CheckpointError, match="dtype"):
+        load_checkpoint(path)

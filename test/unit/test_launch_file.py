@@ -106,3 +106,92 @@ def test_rviz_config() -> None:
               if d["Class"] == "rviz_default_plugins/Image"}
     assert topics["/detections/image"]["Topic"]["Reliability Policy"] == "Reliable"
     assert topics["/detections/image"]["Enabled"] is True
+
+
+# --- camera remapping: every node that uses the camera topic gets the `image` remap ----------
+
+NODES_DIR = REPO / "etuner_ros" / "nodes"
+
+
+def _camera_users() -> dict[str, set[str]]:
+    """Node name -> {"subscribes", "publishes"} for the relative topic ``image``, read from each
+    node's source (AST), so a new camera subscriber cannot be forgotten in the launch file."""
+    users: dict[str, set[str]] = {}
+    for path in NODES_DIR.glob("*_node.py"):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        name = None
+        for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call)):
+            func = getattr(call.func, "attr", None)
+            if func == "__init__" and call.args and isinstance(call.args[0], ast.Constant):
+                name = call.args[0].value
+        for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call)):
+            func = getattr(call.func, "attr", None)
+            kind = {"create_subscription": "subscribes", "create_publisher": "publishes",
+                    "create_lifecycle_publisher": "publishes"}.get(func)
+            if kind and len(call.args) >= 2 and isinstance(call.args[1], ast.Constant) \
+                    and call.args[1].value == "image":
+                users.setdefault(name, set()).add(kind)
+    return users
+
+
+def _node_calls() -> dict[str, ast.Call]:
+    out = {}
+    for call in _calls("Node"):
+        kw = _const_kwargs(call)
+        if kw.get("package", PACKAGE) == PACKAGE and "name" in kw:
+            out[kw["name"]] = call
+    return out
+
+
+def _assignments() -> dict[str, ast.expr]:
+    return {t.id: n.value for n in ast.walk(_tree()) if isinstance(n, ast.Assign)
+            for t in n.targets if isinstance(t, ast.Name)}
+
+
+def _remaps(call: ast.Call) -> list[tuple[str, str]]:
+    """The Node's remappings as (from, to) where ``to`` is a constant or the name of the
+    variable/launch configuration it comes from."""
+    kw = {k.arg: k.value for k in call.keywords if k.arg}
+    value = kw.get("remappings")
+    if value is None:
+        return []
+    if isinstance(value, ast.Name):
+        value = _assignments()[value.id]
+    assert isinstance(value, ast.List), ast.dump(value)
+    pairs = []
+    for elt in value.elts:
+        assert isinstance(elt, ast.Tuple) and len(elt.elts) == 2
+        src, dst = elt.elts
+        pairs.append((src.value, dst.value if isinstance(dst, ast.Constant) else dst.id))
+    return pairs
+
+
+def test_camera_users_are_known():
+    """The AST scan sees the camera users (guards the test below against a silent no-op)."""
+    users = _camera_users()
+    assert {"perception", "label_collector", "tuner"} <= {
+        n for n, kinds in users.items() if "subscribes" in kinds}, users
+    assert "publishes" in users.get("sim_camera", set()), users
+
+
+def test_every_camera_user_gets_the_image_remap():
+    """Static (launch/launch_ros are not installable here): each Node that subscribes to or
+    publishes `image` remaps it to the `image_topic` launch argument; the others do not."""
+    nodes = _node_calls()
+    users = _camera_users()
+    topic_var = _assignments()["image_topic"]
+    assert isinstance(topic_var, ast.Call)  # LaunchConfiguration("image_topic").perform(...)
+    assert ast.unparse(topic_var).startswith("LaunchConfiguration('image_topic')")
+    for name, call in nodes.items():
+        remaps = dict(_remaps(call))
+        if name in users:
+            assert remaps.get("image") == "image_topic", f"{name} lacks image:=image_topic"
+        else:
+            assert "image" not in remaps, f"{name} does not use the camera but remaps it"
+
+
+def test_nodes_respawn_and_fastdds_profile_is_shipped():
+    text = LAUNCH.read_text()
+    assert '"respawn": True' in text
+    assert "FASTRTPS_DEFAULT_PROFILES_FILE" in text and "fastdds.xml" in text
+    assert (REPO / "config" / "fastdds.xml").exists()
