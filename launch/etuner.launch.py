@@ -44,12 +44,14 @@ def _nodes(context: LaunchContext) -> list[Node]:
     policy = LaunchConfiguration("policy").perform(context)
     checkpoint = LaunchConfiguration("checkpoint").perform(context)
     image_remap = [("image", image_topic)]
+    sim_time = LaunchConfiguration("use_sim_time").perform(context).lower() in ("true", "1")
     sim = IfCondition(LaunchConfiguration("sim"))
 
-    perception_params: list = [config]
+    clock = [{"use_sim_time": True}] if sim_time else []
+    perception_params: list = [config, *clock]
     if checkpoint:
         perception_params.append({"checkpoint": checkpoint})
-    tuner_params: list = [config]
+    tuner_params: list = [config, *clock]
     if policy:
         tuner_params.append({"policy": policy})
 
@@ -58,15 +60,16 @@ def _nodes(context: LaunchContext) -> list[Node]:
     nodes = [
         Node(executable="perception_node", name="perception", parameters=perception_params,
              remappings=image_remap, **common),
-        Node(executable="label_collector_node", name="label_collector", parameters=[config],
+        Node(executable="label_collector_node", name="label_collector",
+             parameters=[config, *clock],
              remappings=image_remap, **common),
         # The tuner calls perception/swap_weights relative to its namespace: same namespace.
         # It watches the camera too (change detection, BatchNorm adaptation): same remap.
         Node(executable="tuner_node", name="tuner", parameters=tuner_params,
              remappings=image_remap, **common),
-        Node(executable="sim_camera", name="sim_camera", parameters=[config],
+        Node(executable="sim_camera", name="sim_camera", parameters=[config, *clock],
              remappings=image_remap, condition=sim, **common),
-        Node(executable="sim_caregiver", name="sim_caregiver", parameters=[config],
+        Node(executable="sim_caregiver", name="sim_caregiver", parameters=[config, *clock],
              condition=sim, **common),
     ]
     # RViz's config names absolute topics; remap them into this namespace and camera topic.
@@ -94,6 +97,8 @@ def generate_launch_description() -> LaunchDescription:
                               description="tuner policy; empty keeps the one in config"),
         DeclareLaunchArgument("checkpoint", default_value="",
                               description="perception's starting weights; empty keeps config's"),
+        DeclareLaunchArgument("use_sim_time", default_value="false",
+                              description="every node follows /clock (bag replay, simulation)"),
         DeclareLaunchArgument("rviz", default_value="false",
                               description="start RViz with config/etuner.rviz"),
     ]

@@ -49,7 +49,12 @@ from etuner_ros.msg import LabelCorrection
 from etuner_ros.ros.diagnostics import ERROR, OK, WARN, Diagnostics
 from etuner_ros.ros.image import rgb_to_image
 from etuner_ros.ros.params import ParameterError, declare
-from etuner_ros.ros.qos import RELIABILITY_CHOICES, image_qos, latched_qos, reliable_qos
+from etuner_ros.ros.qos import (
+    RELIABILITY_CHOICES,
+    corrections_qos,
+    image_qos,
+    latched_qos,
+)
 
 _OK, _WARN, _ERROR = (x[0] if isinstance(x, bytes) else int(x) for x in (OK, WARN, ERROR))
 LATE_S = 0.1  # wall seconds after its due time from which a message counts as late
@@ -98,7 +103,7 @@ class BagPlayerNode(Node):
         self.image_pub = self.create_publisher(
             Image, "image", image_qos(self.image_reliability, self.image_queue_depth))
         self.corrections_pub = self.create_publisher(LabelCorrection, "corrections",
-                                                     reliable_qos(100))
+                                                     corrections_qos())
         self.clock_pub = self.create_publisher(Clock, "/clock", clock_qos())
         self.finished_pub = self.create_publisher(Bool, "~/finished", latched_qos())
         self._diag = Diagnostics(self, "bag player", self._check)

@@ -25,7 +25,6 @@ from typing import Any
 
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from etuner_ros.core.batch_writer import BatchWriter
@@ -38,7 +37,13 @@ from etuner_ros.ros.diagnostics import OK, WARN, Diagnostics
 from etuner_ros.ros.guard import CallbackGuard
 from etuner_ros.ros.image import ImageConversionError, image_to_rgb
 from etuner_ros.ros.params import ParameterError, declare
-from etuner_ros.ros.qos import RELIABILITY_CHOICES, image_qos, latched_qos, reliable_qos
+from etuner_ros.ros.qos import (
+    RELIABILITY_CHOICES,
+    corrections_qos,
+    image_qos,
+    latched_qos,
+    reliable_qos,
+)
 from etuner_ros.ros.run import run_node
 
 PREDICTION_WAIT_S = 0.5  # how long a paired correction waits for its frame's detections
@@ -50,14 +55,6 @@ UNLABELLED_PENDING = 4  # unlabelled frames waiting for their writer at most (th
 def stamp_ns(stamp) -> int:
     """builtin_interfaces/Time -> integer nanoseconds, the pairing key."""
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-
-
-def corrections_qos() -> QoSProfile:
-    """Reliable KEEP_ALL: DDS keeps every unread correction (flow control instead of
-    overwriting), and the callback drains it at once into the node's bounded write queue."""
-    return QoSProfile(history=HistoryPolicy.KEEP_ALL, depth=1,
-                      reliability=ReliabilityPolicy.RELIABLE,
-                      durability=DurabilityPolicy.VOLATILE)
 
 
 def _ranges(ids: list[int]) -> str:

@@ -22,7 +22,7 @@ from rclpy.node import Node
 from etuner_ros.msg import DetectionArray, LabelCorrection, SimGroundTruth
 from etuner_ros.ros.diagnostics import OK, WARN, Diagnostics
 from etuner_ros.ros.params import ParameterError, declare
-from etuner_ros.ros.qos import reliable_qos
+from etuner_ros.ros.qos import corrections_qos
 from etuner_ros.ros.run import run_node
 from etuner_ros.sim.caregiver import Caregiver
 
@@ -83,11 +83,11 @@ class SimCaregiverNode(Node):
         self._per_version: dict[int, _Tally] = {}
         self._segments: list[tuple[str, _Tally]] = []
 
-        self.pub = self.create_publisher(LabelCorrection, "corrections", reliable_qos(50))
+        self.pub = self.create_publisher(LabelCorrection, "corrections", corrections_qos())
         self.create_subscription(SimGroundTruth, "sim/ground_truth", self._on_truth,
-                                 reliable_qos(50))
+                                 corrections_qos())
         self.create_subscription(DetectionArray, "detections", self._on_detections,
-                                 reliable_qos(50))
+                                 corrections_qos())
         self.create_timer(0.5, self._expire)
         self._diag = Diagnostics(self, "sim caregiver", self._check)
         self.get_logger().info(f"looking at {fraction:.0%} of frames, confirming "

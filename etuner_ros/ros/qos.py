@@ -56,3 +56,14 @@ def latched_qos() -> QoSProfile:
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
                       reliability=ReliabilityPolicy.RELIABLE,
                       durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def corrections_qos() -> QoSProfile:
+    """Caregivers' corrections: reliable KEEP_ALL on both ends. DDS keeps every unread
+    correction (flow control instead of overwriting); the collector's callback drains it at once
+    into its bounded write queue. Every publisher of ``corrections`` (a caregiver UI, the
+    simulated caregiver, the bag player) uses it, so a burst is never overwritten in a
+    publisher's history either."""
+    return QoSProfile(history=HistoryPolicy.KEEP_ALL, depth=1,
+                      reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.VOLATILE)

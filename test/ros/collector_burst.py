@@ -35,9 +35,8 @@ from etuner_ros.core.labels import ClassPolicy
 from etuner_ros.core.model import ModelBundle, build_model
 from etuner_ros.core.store import Correction, SampleStore
 from etuner_ros.msg import Detection, DetectionArray, LabelCorrection, ModelInfo
-from etuner_ros.nodes.label_collector_node import corrections_qos
 from etuner_ros.ros.image import rgb_to_image
-from etuner_ros.ros.qos import image_qos, latched_qos, reliable_qos
+from etuner_ros.ros.qos import corrections_qos, image_qos, latched_qos, reliable_qos
 
 from harness import REPO, Bringup, Probe, wait_for
 
