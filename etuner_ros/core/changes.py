@@ -8,14 +8,17 @@ Two detectors with different jobs and costs:
   remembered under its version and become the reference only when that version is deployed,
   once (deploying a version again is a no-op, so a model announced twice cannot keep asking
   for BN rounds). A rejected candidate's statistics are never adopted.
-* :class:`ChangeWatch` (the deployed model's penultimate features, every ``every``-th frame):
-  the :class:`DriftDetector` for "the home changed" (LazyTune tunes now, SimFreeze thaws).
-  After a swap that changed *weights*, its reference is re-based on the recent frames as the new
-  model sees them (its feature space moved). A BN-only swap keeps the reference: re-basing at
-  every BN refresh meant a change was never confirmed between them (the detector saw every
-  scene as "the new normal" seconds after it began); with the reference kept, what AdaBN
-  re-centred (light, noise) stops counting as change and what it cannot (new rooms and objects,
-  the things labels must teach) still does.
+* :class:`ChangeWatch` (penultimate features of a fixed *embedder* model, every ``every``-th
+  frame): the :class:`DriftDetector` for "the home changed" (LazyTune tunes now, SimFreeze
+  thaws). The embedder is the model that served when the reference was last set, and it stays
+  fixed until a detected change has been absorbed, i.e. until new weights are deployed while a
+  change is flagged: then embedder and reference move to the new model (the recent window
+  re-embedded by it). Swaps without a flagged change, BN-only swaps included, keep both.
+  Re-basing at every swap left the detector blind: under immediate timing a swap every few
+  seconds emptied the reference before it refilled (48 features, 24 s of camera), and at every
+  BN refresh each scene became "the new normal" seconds after it began, so a change was never
+  confirmed. A fixed embedder costs nothing extra (the same forward pass per selected frame)
+  and makes the score compare like with like.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import numpy as np
 import torch
 
 from etuner_ros.core.drift import DriftConfig, DriftDetector
+from etuner_ros.core.model import ModelBundle
 
 
 def input_stats(x: torch.Tensor) -> torch.Tensor:
@@ -72,11 +76,12 @@ class InputShift:
 
 
 class ChangeWatch:
-    """Feeds the drift detector every ``every``-th frame's embedding by the serving model."""
+    """Feeds the drift detector every ``every``-th frame's embedding by ``embedder``."""
 
-    def __init__(self, config: DriftConfig, every: int) -> None:
+    def __init__(self, config: DriftConfig, every: int, embedder: ModelBundle) -> None:
         self.detector = DriftDetector(config)
         self.every = max(1, int(every))
+        self.embedder = embedder
         self._count = 0
         self._window: deque[torch.Tensor] = deque(maxlen=config.window)
 
@@ -94,25 +99,32 @@ class ChangeWatch:
         self._count += n
         return sel
 
-    def update(self, x: torch.Tensor, embed: Callable[[torch.Tensor], torch.Tensor]) -> float:
-        """Embed the selected frames ``x`` and score them."""
+    def update(self, x: torch.Tensor,
+               embed: Callable[[ModelBundle, torch.Tensor], torch.Tensor]) -> float:
+        """Embed the selected frames ``x`` with the embedder and score them."""
         if x.shape[0] == 0:
             return self.score
-        feats = embed(x)
+        feats = embed(self.embedder, x)
         self._window.extend(x)
         return self.detector.update(np.asarray(feats.detach().numpy()))
 
     def round_absorbed(self) -> None:
-        """A round handled the change but the serving model stays: the current frames, as that
-        model sees them, are the new normal (else every poll would start a round for it)."""
+        """A round handled the change but the serving model stays: the current frames, as the
+        embedder sees them, are the new normal (else every poll would start a round for it)."""
         if self.detector.changed:
             self.detector.reset_reference(self.detector.recent_features())
 
-    def rebase(self, embed: Callable[[torch.Tensor], torch.Tensor]) -> int:
-        """New weights serve: the reference becomes the recent window as they embed it.
-        Returns how many frames were embedded (for the cost ledger)."""
+    def weights_deployed(self, bundle: ModelBundle,
+                         embed: Callable[[ModelBundle, torch.Tensor], torch.Tensor]) -> int:
+        """New weights serve. Only while a change is flagged: ``bundle`` becomes the embedder
+        and the recent window as it embeds it the reference. Returns how many frames were
+        embedded (for the cost ledger)."""
+        if not self.detector.changed:
+            return 0
+        self.embedder = bundle
         n = len(self._window)
-        ref = embed(torch.stack(list(self._window))).detach().numpy() if n >= 2 else None
+        ref = embed(bundle, torch.stack(list(self._window))).detach().numpy() \
+            if n >= 2 else None
         self.detector.reset_reference(ref)
         self._window.clear()
         return n if n >= 2 else 0

@@ -116,7 +116,7 @@ class ContinualTuner:
         self.labels.probe_size = cfg.simfreeze.probe_size if self.policy.uses_simfreeze else 0
         self.frames = FramePools(max(2, cfg.adabn_frames), cfg.unlabelled_capacity)
         self.shift = InputShift(max(2, cfg.adabn_frames))
-        self.changes = ChangeWatch(cfg.drift, cfg.drift_every)
+        self.changes = ChangeWatch(cfg.drift, cfg.drift_every, bundle)
         self.simfreeze = SimFreeze([n for n, _ in layer_groups(bundle.model, bundle.arch)],
                                    cfg.simfreeze)
         self._unfreeze_next = False
@@ -195,8 +195,9 @@ class ContinualTuner:
                     self.shift.update(self.frames.camera(self.config.adabn_frames))
                 if sel:
                     x = self._x([images[i] for i in sel])
-                    self.changes.update(x, lambda b: self._embed(self.deployed, b))
-                    cost.add_flops("embed", len(sel) * sum(group_flops(self.deployed)[:-1]))
+                    self.changes.update(x, self._embed)
+                    cost.add_flops("embed", len(sel) *
+                                   sum(group_flops(self.changes.embedder)[:-1]))
             self.costs.add_overhead(cost)
             return self.changes.score
 
@@ -375,9 +376,9 @@ class ContinualTuner:
     # --- the serving model ------------------------------------------------------------------
     def deploy(self, bundle: ModelBundle) -> None:
         """``bundle`` serves now. The version already serving: no-op (see the module
-        docstring). A BN-only candidate keeps the accuracy evidence and the drift reference
-        (same weights); any other new version starts a new accuracy lineage and re-bases the
-        drift detector on the recent frames as the new model sees them."""
+        docstring). A BN-only candidate keeps the accuracy evidence (same weights); any other
+        new version starts a new accuracy lineage and, while a change is flagged, re-bases the
+        change detector on it (``ChangeWatch.weights_deployed``)."""
         with self._lock:
             version = int(bundle.version)
             if version == self.deployed.version:
@@ -392,9 +393,9 @@ class ContinualTuner:
             if bn_only:
                 return
             self.labels.new_lineage(version)
-            if self.policy.uses_drift:
+            if self.policy.uses_drift and self.changes.changed:
                 with self.costs.measure() as cost:
-                    n = self.changes.rebase(lambda b: self._embed(bundle, b))
+                    n = self.changes.weights_deployed(bundle, self._embed)
                     cost.add_flops("embed", n * sum(group_flops(bundle)[:-1]))
                 self.costs.add_overhead(cost)
 

@@ -310,3 +310,35 @@ def test_every_piece_of_work_is_charged_and_counted_flops_are_deterministic():
     assert r1.flops_by_kind == r2.flops_by_kind and s1["overhead_flops"] == s2["overhead_flops"]
     w1, w2 = r1.candidate.model.state_dict(), r2.candidate.model.state_dict()
     assert all(torch.equal(w1[k], w2[k]) for k in w1)
+
+
+def test_change_is_confirmed_despite_frequent_swaps_and_rebased_after_it():
+    t = ContinualTuner(start_bundle(), "simfreeze", cfg())
+    gen = torch.Generator().manual_seed(0)
+    t._embed = lambda _b, x: x.mean(dim=(2, 3)) + 0.05 * torch.randn(x.shape[0], 3,
+                                                                     generator=gen)
+    now, version = 0.0, t.deployed.version
+
+    def swap():  # a new model every couple of seconds, as under immediate timing
+        nonlocal version
+        version += 1
+        b = t.deployed.clone()
+        b.version = version
+        t.deploy(b)
+
+    for k in range(14):
+        now += 1
+        t.observe_frames(images(16, 60, seed=k), now)
+        if k % 2:
+            swap()
+    ref = t.drift.reference_size
+    assert ref == t.config.drift.reference and not t.status()["change_detected"]
+    for k in range(6):  # the home changes, swaps go on
+        now += 1
+        t.observe_frames(images(16, 200, seed=100 + k), now)
+        swap() if k % 2 and not t.status()["change_detected"] else None
+    assert t.status()["change_detected"]
+    embedder = t.changes.embedder
+    swap()  # the round that absorbs the change serves: the detector moves to it
+    assert t.changes.embedder is t.deployed and t.changes.embedder is not embedder
+    assert not t.status()["change_detected"]
