@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from etuner_ros.sim.world import WORLD_VERSION, Frame, SyntheticWorld
+from etuner_ros.sim.world import WORLD_VERSION, Frame, Scenario, SyntheticWorld
 
 # Extensions cv2.imread decodes (the set OpenCV documents); anything else is not an image.
 IMAGE_EXTENSIONS = frozenset({
@@ -69,7 +69,22 @@ def synthetic_stream(seed: int = 0, frames_per_scenario: int = DEFAULT_FRAMES_PE
         description={"source": "synthetic", "seed": seed, "world_version": WORLD_VERSION,
                      "image_size": list(world.image_size),
                      "frames_per_scenario": frames_per_scenario,
-                     "scenario_settings": [asdict(s) for s in world.scenarios]})
+                     "scenario_settings": [asdict(s) for s in world.scenarios],
+                     "recurring": recurring_scenarios(world.scenarios)})
+
+
+def recurring_scenarios(scenarios: Sequence[Scenario]) -> dict[str, str]:
+    """``{later scenario: earlier one}`` for scenarios whose settings (all but the name) repeat
+    an earlier scenario's: where forgetting shows."""
+    out: dict[str, str] = {}
+    seen: dict[tuple, str] = {}
+    for sc in scenarios:
+        key = tuple(v for k, v in asdict(sc).items() if k != "name")
+        if key in seen:
+            out[sc.name] = seen[key]
+        else:
+            seen[key] = sc.name
+    return out
 
 
 def _visible(path: Path) -> list[Path]:

@@ -1,4 +1,4 @@
-"""--quick benchmark end to end, on the synthetic stream and on a folder-of-images stream."""
+"""--quick benchmark end to end (synthetic and folder streams), and its reproducibility."""
 
 from __future__ import annotations
 
@@ -9,6 +9,10 @@ import numpy as np
 import pytest
 
 from etuner_ros.bench.__main__ import main
+from etuner_ros.bench.config import quick_config
+from etuner_ros.bench.runner import run_policy
+from etuner_ros.bench.suite import load_stream, prepare_start
+from etuner_ros.core.checkpoint import load_checkpoint
 from etuner_ros.core.policies import POLICY_NAMES
 
 
@@ -17,10 +21,19 @@ def check_results(out):
     assert set(res["policies"]) == set(POLICY_NAMES)
     for name, p in res["policies"].items():
         for key in ("tune_seconds", "energy_joules", "energy_source", "rounds", "avg_accuracy",
-                    "accuracy_per_scenario", "train_flops", "deferred", "merged"):
+                    "accuracy_per_scenario", "train_flops", "deferred", "merged",
+                    "avg_accuracy_sd", "cpu_seconds", "device_seconds", "gap_closed",
+                    "per_seed", "recurring_vs_start"):
             assert key in p, (name, key)
         assert 0.0 <= p["avg_accuracy"] <= 1.0
-        assert p["tune_seconds"] >= 0 and p["energy_joules"] >= 0
+        assert p["tune_seconds"] >= 0 and p["energy_joules"] >= 0 and p["cpu_seconds"] >= 0
+        assert set(p["per_seed"]) == {str(s) for s in res["seeds"]}
+        mean = np.mean([e["avg_accuracy"] for e in p["per_seed"].values()])
+        assert p["avg_accuracy"] == pytest.approx(mean)
+    ref = res["reference"]["hindsight"]
+    assert 0.0 <= ref["avg_accuracy"] <= 1.0 and ref["n_labels"] > 0
+    for key in ("time_x", "cpu_x", "energy_x", "flops_x", "accuracy_pts"):
+        assert key in res["ratios"]["etuner"], key
     assert res["policies"]["none"]["rounds"] == 0
     assert res["policies"]["immediate"]["rounds"] >= 1
     assert res["ratios"]["immediate"]["time_x"] == pytest.approx(1.0)
@@ -33,10 +46,12 @@ def check_results(out):
 
 def test_quick_synthetic(tmp_path):
     out = tmp_path / "out"
-    assert main(["--quick", "--quiet", "--out", str(out), "--data-dir",
-                 str(tmp_path / "cache")]) == 0
+    assert main(["--quick", "--quiet", "--stream", "synthetic", "--seed", "0", "--seed", "1",
+                 "--jobs", "2", "--out", str(out), "--data-dir", str(tmp_path / "cache")]) == 0
     res = check_results(out)
+    assert res["seeds"] == [0, 1]
     assert len(res["stream"]["scenarios"]) >= 2
+    assert res["recurring_scenarios"] == {"day_kitchen_again": "day_kitchen"}
 
 
 def test_quick_folder_stream(tmp_path):
@@ -51,6 +66,22 @@ def test_quick_folder_stream(tmp_path):
                 cv2.circle(img, (24, 20), 10 + i % 4, tuple(int(v + shift) for v in colour), -1)
                 cv2.imwrite(str(d / f"{i}.png"), img)
     out = tmp_path / "out"
-    assert main(["--quick", "--quiet", "--stream", str(root), "--out", str(out)]) == 0
+    assert main(["--quick", "--quiet", "--stream", str(root), "--seed", "0", "--jobs", "1",
+                 "--out", str(out), "--data-dir", str(tmp_path / "cache")]) == 0
     res = check_results(out)
     assert res["stream"]["scenarios"] == ["a_day", "b_night"]
+
+
+def test_same_seed_same_accuracy(tmp_path):
+    """The stream clock charges counted work, not wall time: two runs of one seed agree
+    frame by frame and round by round, whatever else the machine is doing."""
+    cfg = quick_config(5)
+    stream = load_stream("synthetic", cfg)
+    path = prepare_start("synthetic", cfg, tmp_path, progress=False)
+    start = load_checkpoint(path)
+    for name in ("periodic", "etuner"):
+        a, b = (run_policy(name, stream, start, cfg) for _ in range(2))
+        assert a.rounds, name
+        assert np.array_equal(a.correct, b.correct), name
+        assert [r["end"] for r in a.rounds] == [r["end"] for r in b.rounds], name
+        assert a.device_seconds == b.device_seconds and a.train_flops == b.train_flops
