@@ -1,0 +1,62 @@
+"""Unlabelled inputs for the label-free parts of a round: which frames are available.
+
+Two pools, both of preprocessed frames, newest last:
+
+* ``camera``: the newest ``camera_capacity`` frames from ``observe_frames`` (every frame the
+  camera delivered to the tuner, not subsampled): what BatchNorm re-estimation adapts to and
+  what the label-free acceptance test scores. Each frame remembers when it arrived, so the
+  validation gate can ask for held-out labels from the same stretch of time.
+* ``unlabelled``: the newest ``unlabelled_capacity`` frames nobody labelled (from the store or
+  the benchmark's caregiver): what pseudo-labels come from.
+
+The *methods* that use them (AdaBN, pseudo-labelling, consistency) live in ``core/trainer.py``;
+this module only says which frames a round may use.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import torch
+
+
+class FramePools:
+    """See the module docstring. Not thread-safe: the tuner holds its lock."""
+
+    def __init__(self, camera_capacity: int, unlabelled_capacity: int) -> None:
+        self._camera: deque[tuple[float, torch.Tensor]] = deque(maxlen=max(1, camera_capacity))
+        self._unlabelled: deque[torch.Tensor] = deque(maxlen=max(1, unlabelled_capacity))
+
+    def add_camera(self, x: torch.Tensor, now: float) -> None:
+        self._camera.extend((float(now), f) for f in x)
+
+    def add_unlabelled(self, x: torch.Tensor) -> None:
+        self._unlabelled.extend(x)
+
+    @property
+    def n_camera(self) -> int:
+        return len(self._camera)
+
+    @property
+    def n_unlabelled(self) -> int:
+        return len(self._unlabelled)
+
+    def camera(self, n: int) -> torch.Tensor | None:
+        """The newest ``n`` camera frames (the unlabelled pool when the camera gave none);
+        None below 2 frames (BatchNorm variance needs two)."""
+        if self._camera:
+            frames = [f for _, f in list(self._camera)[-n:]] if n > 0 else []
+        else:
+            frames = list(self._unlabelled)[-n:] if n > 0 else []
+        return torch.stack(frames) if len(frames) >= 2 else None
+
+    def camera_since(self, n: int) -> float | None:
+        """Arrival time of the oldest of the newest ``n`` camera frames."""
+        if not self._camera or n <= 0:
+            return None
+        return list(self._camera)[-n:][0][0]
+
+    def unlabelled(self, n: int) -> torch.Tensor | None:
+        """The newest ``n`` unlabelled frames (the current scene), None if there are none."""
+        frames = list(self._unlabelled)[-n:] if n > 0 else []
+        return torch.stack(frames) if frames else None

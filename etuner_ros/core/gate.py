@@ -1,0 +1,81 @@
+"""The validation gate every candidate passes before it may serve.
+
+Rule, the same for every policy and every kind of round:
+
+* **Labels** (training rounds, and BN-only rounds of policies that may look at labels): the
+  candidate's recency-weighted accuracy on held-out labels (never trained on) must be at least
+  the serving model's. A **tie passes**: a round that learned what the slice does not show yet
+  (a new class, a new light) must not be thrown away for being no worse. Training rounds are
+  gated in ``trainer.train_round`` with exactly this rule and the whole held-out slice.
+  BN-only rounds are scored only on held-out labels that arrived while the frames they adapted
+  to were seen (``FramePools.camera_since``): older labels show the scene before the shift,
+  which would veto exactly the adaptation the round is for.
+* **Too few held-out labels** (fewer than ``min_labels`` in that slice): accuracy on one or two
+  labels is a coin toss, so the gate falls back to the label-free test below (BN-only rounds).
+  A training round with *no* held-out label at all is accepted (nothing can be measured yet,
+  and refusing would keep a new home's first labels from ever teaching the model); with one or
+  more it is gated on them.
+* **Label-free** (``adabn``, which never uses a label, and the fallback above): on the newest
+  camera frames the candidate's mean max-softmax confidence must be at least the serving
+  model's (tie passes). Re-estimated BN statistics that fit the new input raise confidence;
+  statistics that broke the features lower it. It is weaker evidence than labels and is only
+  used where no label may or can decide.
+
+Both tests are forward passes; their FLOPs are charged to the round as ``validate``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from etuner_ros.core.labels import LabelItem
+from etuner_ros.core.model import ModelBundle
+from etuner_ros.core.trainer import accuracy, batched, recency_weights
+
+MIN_LABELS = 3  # held-out labels below which a BN-only round falls back to the label-free test
+
+
+@dataclass
+class Verdict:
+    accepted: bool
+    candidate_score: float
+    serving_score: float
+    evidence: str   # "labels:N" or "confidence:N" (frames)
+    images: int     # images each model scored (both models: 2 x images forward passes)
+
+
+def mean_confidence(bundle: ModelBundle, x: torch.Tensor) -> float:
+    bundle.model.eval()
+    return float(torch.softmax(batched(bundle.model, x), dim=1).max(dim=1).values.mean())
+
+
+def label_free(candidate: ModelBundle, serving: ModelBundle, frames: torch.Tensor) -> Verdict:
+    c, s = mean_confidence(candidate, frames), mean_confidence(serving, frames)
+    return Verdict(c >= s, c, s, f"confidence:{frames.shape[0]}", int(frames.shape[0]))
+
+
+def with_labels(candidate: ModelBundle, serving: ModelBundle, items: list[LabelItem],
+                half_life: float) -> Verdict:
+    """Recency-weighted held-out accuracy (items oldest first); a label a model has no output
+    for counts as wrong for it."""
+    x = torch.stack([it.x for it in items])
+    w = recency_weights(len(items), half_life)
+
+    def score(b: ModelBundle) -> float:
+        idx = [b.class_names.index(it.label) if it.label in b.class_names else -1
+               for it in items]
+        return accuracy(b.model, x, torch.tensor(idx, dtype=torch.long), w)
+
+    c, s = score(candidate), score(serving)
+    return Verdict(c >= s, c, s, f"labels:{len(items)}", len(items))
+
+
+def bn_round_gate(candidate: ModelBundle, serving: ModelBundle, items: list[LabelItem],
+                  frames: torch.Tensor, half_life: float, *, use_labels: bool,
+                  min_labels: int = MIN_LABELS) -> Verdict:
+    """The gate of a BN-only round; see the module docstring."""
+    if use_labels and len(items) >= min_labels:
+        return with_labels(candidate, serving, items, half_life)
+    return label_free(candidate, serving, frames)
