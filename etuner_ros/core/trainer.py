@@ -30,7 +30,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from etuner_ros.core.model import ModelBundle, layer_groups, split_forward
+from etuner_ros.core.augment import AUGMENTATIONS, augment
+from etuner_ros.core.model import ModelBundle, head, layer_groups, split_forward
 
 
 @dataclass
@@ -56,6 +57,13 @@ class TrainConfig:
     early_stop_loss: float = 0.08   # stop epochs once the mean training loss is below this
     bn_eval: bool = True            # keep BatchNorm statistics fixed: tiny batches would skew them
     clip_grad_norm: float = 2.0     # without BN updates a bad batch can blow the weights up
+    augment: str = "none"           # core.augment kind applied to every training batch
+    class_balance: bool = False     # loss weights 1/(count of the sample's class in the round):
+    #                                 a robot looks at one object for seconds, so a batch of new
+    #                                 labels is often one class and would teach "always X"
+    val_balanced: bool = False      # validate on the mean over classes of per-class (recency-
+    #                                 weighted) accuracy, so a one-class run cannot pass the gate
+    head_lr_mult: float = 1.0       # the head's learning rate / lr
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -68,6 +76,11 @@ class TrainConfig:
             raise ValueError("TrainConfig.holdout_fraction must be in [0, 1)")
         if not 0.0 <= self.pseudo_threshold <= 1.0 or self.pseudo_weight < 0:
             raise ValueError("TrainConfig: pseudo_threshold in [0, 1], pseudo_weight >= 0")
+        if self.augment not in AUGMENTATIONS:
+            raise ValueError(f"TrainConfig.augment must be one of {AUGMENTATIONS}, got "
+                             f"{self.augment!r}")
+        if self.head_lr_mult <= 0:
+            raise ValueError("TrainConfig.head_lr_mult must be > 0")
 
 
 @dataclass
@@ -182,24 +195,45 @@ def recency_weights(n: int, half_life: float) -> torch.Tensor:
     return torch.pow(0.5, age / float(half_life))
 
 
+def class_balanced_weights(y: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
+    """``w`` (default ones) scaled so every class present in ``y`` carries the same total
+    weight, normalised to mean 1 over the samples."""
+    w = torch.ones(y.shape[0]) if w is None else w.float()
+    if y.shape[0] == 0:
+        return w
+    classes, inv = torch.unique(y, return_inverse=True)
+    totals = torch.zeros(classes.shape[0]).index_add_(0, inv, w)
+    out = w / totals[inv].clamp_min(1e-12)
+    return out * (y.shape[0] / out.sum().clamp_min(1e-12))
+
+
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-             weights: torch.Tensor | None = None) -> float:
-    """Top-1 accuracy (optionally weighted); a label the model has no row for counts as
-    wrong."""
+             weights: torch.Tensor | None = None, balanced: bool = False) -> float:
+    """Top-1 accuracy (optionally weighted; ``balanced``: mean over the classes in ``y`` of
+    each class's weighted accuracy); a label the model has no row for counts as wrong."""
     if x.shape[0] == 0:
         return float("nan")
     model.eval()
     pred = batched(model, x).argmax(dim=1)
     hit = (pred == y).float()
     if weights is None:
-        return float(hit.mean())
+        weights = torch.ones(y.shape[0])
+    if balanced:
+        weights = class_balanced_weights(y, weights)
     return float((hit * weights).sum() / weights.sum().clamp_min(1e-12))
 
 
-def _optimiser(params: list[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+def _optimiser(params: list[nn.Parameter], head_params: list[nn.Parameter],
+               cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The head gets ``head_lr_mult`` x lr: new classes start from near-zero rows and must
+    catch up within a few steps, while the backbone should move little."""
+    hp = {id(p) for p in head_params}  # identity within this call only, never stored
+    groups = [{"params": [p for p in params if id(p) not in hp], "lr": cfg.lr},
+              {"params": [p for p in params if id(p) in hp], "lr": cfg.lr * cfg.head_lr_mult}]
+    groups = [g for g in groups if g["params"]]
     if cfg.optimiser == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
 
 
 def train_round(current: ModelBundle, class_names: Sequence[str], x: torch.Tensor,
@@ -227,12 +261,16 @@ def train_round(current: ModelBundle, class_names: Sequence[str], x: torch.Tenso
     gen = torch.Generator().manual_seed(int(cfg.seed) * 1_000_003 + int(current.version))
     losses: list[float] = []
     n = int(x.shape[0])
+    if cfg.class_balance:
+        w = class_balanced_weights(y, w)
     if n:
         front.eval()
-        z = batched(front, x) if k else x  # the cache: frozen prefix runs once per round
-        flops += n * sum(gflops[:k])
+        aug = cfg.augment != "none"
+        # The cache: without augmentation the frozen prefix runs once per round.
+        z = batched(front, x) if k and not aug else x
+        flops += n * sum(gflops[:k]) if not aug else 0.0
         params = [p for p in back.parameters() if p.requires_grad]
-        opt = _optimiser(params, cfg)
+        opt = _optimiser(params, list(head(model, arch).parameters()), cfg)
         set_train_mode(back, cfg.bn_eval)
         loss_fn = nn.CrossEntropyLoss(reduction="none")
         back_flops = 3.0 * sum(gflops[k:])
@@ -242,7 +280,13 @@ def train_round(current: ModelBundle, class_names: Sequence[str], x: torch.Tenso
             for i in range(0, n, cfg.batch_size):
                 idx = order[i:i + cfg.batch_size]
                 bw = w[idx]
-                loss = (loss_fn(back(z[idx]), y[idx]) * bw).sum() / bw.sum().clamp_min(1e-8)
+                zb = z[idx]
+                if aug:
+                    zb = augment(zb, cfg.augment, gen)
+                    if k:
+                        with torch.no_grad():
+                            zb = front(zb)
+                loss = (loss_fn(back(zb), y[idx]) * bw).sum() / bw.sum().clamp_min(1e-8)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.clip_grad_norm > 0:
@@ -250,7 +294,7 @@ def train_round(current: ModelBundle, class_names: Sequence[str], x: torch.Tenso
                 opt.step()
                 total += float(loss.detach()) * float(bw.sum())
                 weight += float(bw.sum())
-            flops += n * back_flops
+            flops += n * back_flops + (n * sum(gflops[:k]) if aug else 0.0)
             losses.append(total / max(weight, 1e-8))
             if progress:
                 progress(f"epoch {epoch + 1}/{cfg.epochs}: loss {losses[-1]:.3f} "
@@ -261,9 +305,31 @@ def train_round(current: ModelBundle, class_names: Sequence[str], x: torch.Tenso
         p.requires_grad_(True)
     model.eval()
     vw = recency_weights(int(val_x.shape[0]), cfg.val_half_life)  # val_x is oldest first
-    val = accuracy(model, val_x, val_y, vw)
-    base = accuracy(current.model, val_x, val_y, vw)
+    val = accuracy(model, val_x, val_y, vw, cfg.val_balanced)
+    base = accuracy(current.model, val_x, val_y, vw, cfg.val_balanced)
     flops += 2 * int(val_x.shape[0]) * sum(gflops)
     accepted = bool(np.isnan(val) or np.isnan(base) or val >= base)
     return TrainOutcome(cand, accepted, val, base, flops, time.perf_counter() - t0, n,
                         len(losses), losses[-1] if losses else float("nan"), losses)
+
+
+def class_balanced_sample(labels: Sequence[str], k: int, rng) -> list[int]:
+    """``k`` indices into ``labels`` (without replacement) spread as evenly over the classes as
+    they allow: round-robin over the classes in a shuffled order, each class's members drawn
+    at random. Replay drawn uniformly mirrors what the caregiver happened to label lately (one
+    object for seconds at a time); drawn this way every class the robot knows keeps its say.
+    ``rng`` is a ``random.Random``."""
+    k = min(int(k), len(labels))
+    if k <= 0:
+        return []
+    by_class: dict[str, list[int]] = {}
+    for i, lab in enumerate(labels):
+        by_class.setdefault(lab, []).append(i)
+    pools = [rng.sample(v, len(v)) for _, v in sorted(by_class.items())]
+    rng.shuffle(pools)
+    out: list[int] = []
+    while len(out) < k:
+        for pool in pools:
+            if pool and len(out) < k:
+                out.append(pool.pop())
+    return out
