@@ -1,25 +1,27 @@
 """SimFreeze: freeze layer groups whose representation has stopped changing.
 
-Rule (our design): a probe batch is pushed through the candidate right before a round trains (after its AdaBN step, so new
-BatchNorm statistics are not mistaken for learning: :meth:`set_reference`) and right after it
-(:meth:`check`), in every round that trains at least ``check_every`` sample-passes (a tiny
-round would see "no change" because too little training happened).
-For each layer group ``i`` except the head we compute ``linear_cka(out_i(after), out_i(before))``:
-how much this round's training moved the group's representation; a group is *stable* after
-``patience`` consecutive checks at or above ``threshold``.
+Rule (our design): a probe batch is pushed through the candidate right before a round trains
+(after its AdaBN step, so new BatchNorm statistics are not mistaken for learning:
+:meth:`set_reference`) and right after it (:meth:`check`), in every round that trains at least
+``check_every`` sample-passes (a tiny round would see "no change" because too little training
+happened). For each layer group ``i`` except the head we compute
+``linear_cka(out_i(after), out_i(before))``: how much this round's training moved the group's
+representation; a group is *stable* after ``patience`` consecutive checks at or above
+``threshold``.
 The probe is the round's own newest training frames (at most ``probe_size``; the tuner calls
 :meth:`set_probe` with ``keep_history=True`` each round): what matters is whether training
 still moves the representation of what the robot sees *now*; a probe fixed at the first
 scene's frames read "stable" while later scenes' features were still being reshaped.
 The frozen prefix is the longest run of stable groups from the front (a frozen group needs its
 inputs frozen too, otherwise its cached outputs would be stale), capped so the last
-``min_trainable`` groups (the head and the groups right before it) always train: with only the
-linear head left, rounds on a new light or new objects kept failing validation on the DEV seeds
-and the policy lost several points to immediate; the back groups are also the cheapest to train
-(the front groups run at the highest resolution). Groups never thaw on their own: a frozen group does not train, so its CKA stays 1; only
+``min_trainable`` groups (the head and the group right before it) always train: on DEV seed 100
+(old world) all 7 groups but the head froze within 24 rounds, after which every candidate
+failed validation and the policy ended 4.0 points below immediate; the back groups are also
+the cheapest to train (the front groups run at the highest resolution).
+Groups never thaw on their own: a frozen group does not train, so its CKA stays 1; only
 :meth:`unfreeze_all` (a detected scenario change: the old features may no longer suit the new
-home) resets them. The probe forward passes run inside the round, so their cost is in its time,
-energy and FLOPs (``probe_flops`` is reported as well).
+home) resets them. The probe forward passes run inside the round, so their cost is in its
+time, energy and FLOPs.
 """
 
 from __future__ import annotations
