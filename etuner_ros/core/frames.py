@@ -26,12 +26,15 @@ class FramePools:
     def __init__(self, camera_capacity: int, unlabelled_capacity: int) -> None:
         self._camera: deque[tuple[float, torch.Tensor]] = deque(maxlen=max(1, camera_capacity))
         self._unlabelled: deque[torch.Tensor] = deque(maxlen=max(1, unlabelled_capacity))
+        self._unlabelled_t: deque[float] = deque(maxlen=max(1, unlabelled_capacity))
 
     def add_camera(self, x: torch.Tensor, now: float) -> None:
         self._camera.extend((float(now), f) for f in x)
 
-    def add_unlabelled(self, x: torch.Tensor) -> None:
+    def add_unlabelled(self, x: torch.Tensor, stamps: list[float] | None = None) -> None:
+        """``stamps``: each frame's time in seconds (NaN: unknown)."""
         self._unlabelled.extend(x)
+        self._unlabelled_t.extend(stamps if stamps is not None else [float("nan")] * len(x))
 
     @property
     def n_camera(self) -> int:
@@ -55,6 +58,12 @@ class FramePools:
         if not self._camera or n <= 0:
             return None
         return list(self._camera)[-n:][0][0]
+
+    def unlabelled_stamped(self) -> tuple[torch.Tensor, list[float]] | None:
+        """Every pooled unlabelled frame and its stamp (seconds), None if there are none."""
+        if not self._unlabelled:
+            return None
+        return torch.stack(list(self._unlabelled)), list(self._unlabelled_t)
 
     def unlabelled(self, n: int) -> torch.Tensor | None:
         """The newest ``n`` unlabelled frames (the current scene), None if there are none."""

@@ -35,6 +35,7 @@ class LabelItem:
     x: torch.Tensor
     label: str
     t: float = 0.0
+    stamp: float | None = None  # the frame's own time (s), for temporal label propagation
 
 
 def label_name(label, names: list[str]) -> str:
@@ -82,7 +83,9 @@ class LabelBook:
             ver = getattr(s, "model_version", None)
             if pred is not None and (ver is None or int(ver) >= self.lineage_start):
                 self._recent.append(label_name(pred, served) == label)
-            item = LabelItem(int(s.id), x, label, float(now))
+            stamp_ns = getattr(s, "stamp_ns", None)
+            item = LabelItem(int(s.id), x, label, float(now),
+                             None if stamp_ns is None else int(stamp_ns) * 1e-9)
             self.labels_seen += 1
             if is_holdout(item.id, self.holdout_fraction):
                 self.holdout.append(item)

@@ -60,6 +60,8 @@ class TrainingInputs:
     n_pseudo_max: int
     frozen: int                        # SimFreeze prefix to freeze
     simfreeze: SimFreeze | None        # None: the policy does not use SimFreeze
+    propagated: tuple[torch.Tensor, torch.Tensor] | None = None  # (x, y) labels propagated
+    #                                    in time from new labels (semi_supervised.propagated)
 
 
 @dataclass
@@ -100,6 +102,10 @@ def run_training(inp: TrainingInputs, cfg: TrainConfig, check_every: int, cost: 
     x = torch.stack([it.x for it in items]) if items else torch.zeros(0, 3, size, size)
     y = torch.tensor([inp.names.index(it.label) for it in items], dtype=torch.long)
     w = torch.ones(len(items))
+    if inp.propagated is not None and inp.propagated[0].shape[0]:
+        px, py = inp.propagated
+        x, y = torch.cat([x, px]), torch.cat([y, py])
+        w = torch.cat([w, torch.full((px.shape[0],), cfg.propagate_weight)])
     n_pseudo = 0
     if inp.unlabelled is not None and inp.n_pseudo_max > 0:
         px, py, _ = pseudo_label(cand, inp.unlabelled, cfg.pseudo_threshold, inp.n_pseudo_max)
@@ -110,8 +116,9 @@ def run_training(inp: TrainingInputs, cfg: TrainConfig, check_every: int, cost: 
             w = torch.cat([w, torch.full((n_pseudo,), cfg.pseudo_weight)])
     vx = torch.stack([it.x for it in inp.val]) if inp.val else x[:0]
     vy = torch.tensor([inp.names.index(it.label) for it in inp.val], dtype=torch.long)
+    consist = inp.unlabelled if cfg.consistency_weight > 0 else None
     out = train_round(inp.current, inp.names, x, y, w, vx, vy, inp.frozen, cfg, progress,
-                      candidate=cand)
+                      candidate=cand, unlabelled=consist)
     val_flops = 2.0 * int(vx.shape[0]) * sum(group_flops(out.candidate))
     cost.add_flops("validate", val_flops)
     cost.add_flops("train", max(0.0, out.train_flops - val_flops))

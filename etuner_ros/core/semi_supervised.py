@@ -94,3 +94,24 @@ def consistency_loss(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Ten
     logits = model(strong)
     loss = (nn.functional.cross_entropy(logits, target, reduction="none") * mask).mean()
     return loss, int(mask.sum())
+
+
+def propagated(new: list, pool: tuple[torch.Tensor, list[float]] | None, names: list[str],
+               max_dt: float) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The round's view of :func:`propagate_labels`: ``new`` are label items with ``x``,
+    ``label`` and ``stamp`` (seconds, None if unknown), ``pool`` the unlabelled frames and
+    their stamps (NaN if unknown). Returns (frames, class ids) or None when nothing gets a
+    label. No model FLOPs (no embedding gate)."""
+    if pool is None or not new:
+        return None
+    lab = [it for it in new if it.stamp is not None and it.label in names]
+    ux, ut = pool
+    t = np.asarray(ut, dtype=np.float64)
+    known = np.nonzero(np.isfinite(t))[0]
+    if not lab or known.size == 0:
+        return None
+    idx, y = propagate_labels(np.array([it.stamp for it in lab]),
+                              np.array([names.index(it.label) for it in lab]), t[known], max_dt)
+    if idx.size == 0:
+        return None
+    return ux[torch.from_numpy(known[idx])], torch.from_numpy(y)

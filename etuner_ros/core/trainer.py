@@ -31,7 +31,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from etuner_ros.core.augment import AUGMENTATIONS, augment
-from etuner_ros.core.model import ModelBundle, head, layer_groups, split_forward
+from etuner_ros.core.model import ModelBundle, embed, head, layer_groups, split_forward
+from etuner_ros.core.semi_supervised import consistency_loss
 
 
 @dataclass
@@ -64,6 +65,17 @@ class TrainConfig:
     val_balanced: bool = False      # validate on the mean over classes of per-class (recency-
     #                                 weighted) accuracy, so a one-class run cannot pass the gate
     head_lr_mult: float = 1.0       # the head's learning rate / lr
+    consistency_weight: float = 0.0  # FixMatch loss weight on unlabelled frames (0: off);
+    #                                 only rounds given ``unlabelled`` frames use it
+    consistency_threshold: float = 0.9  # weak-view confidence a frame needs to be a target
+    propagate_dt: float = 0.0       # semi-supervised policies: unlabelled frames within this
+    #                                 many seconds of agreeing new labels take their label
+    #                                 (0: off; core.semi_supervised.propagate_labels)
+    propagate_weight: float = 1.0   # loss weight of a propagated label
+    imprint: bool = False           # a class the head has no row for yet starts from its
+    #                                 examples' mean embedding (weight imprinting) instead of
+    #                                 a near-zero row: a new object is recognised after one
+    #                                 round, not after many
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -223,6 +235,33 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     return float((hit * weights).sum() / weights.sum().clamp_min(1e-12))
 
 
+@torch.no_grad()
+def imprint(bundle: ModelBundle, x: torch.Tensor, y: torch.Tensor, rows: Sequence[int]) -> float:
+    """Weight imprinting (Qi et al., CVPR 2018): each head row in ``rows`` whose class has
+    examples in ``(x, y)`` becomes the direction of their mean embedding, scaled to the mean
+    norm of the other rows, with the other rows' mean bias. Returns the FLOPs spent (one
+    embedding pass per example used)."""
+    lin = head(bundle.model, bundle.arch)
+    others = [i for i in range(lin.out_features) if i not in set(rows)]
+    use = torch.zeros(y.shape[0], dtype=torch.bool)
+    for r in rows:
+        use |= y == r
+    if not bool(use.any()):
+        return 0.0
+    bundle.model.eval()
+    f = batched(lambda b: embed(bundle.model, bundle.arch, b), x[use])
+    yu = y[use]
+    scale = float(lin.weight[others].norm(dim=1).mean()) if others else 1.0
+    bias = float(lin.bias[others].mean()) if others else 0.0
+    for r in rows:
+        m = yu == r
+        if bool(m.any()):
+            mu = f[m].mean(dim=0)
+            lin.weight[r] = mu / mu.norm().clamp_min(1e-12) * scale
+            lin.bias[r] = bias
+    return float(int(use.sum()) * sum(group_flops(bundle)[:-1]))
+
+
 def _optimiser(params: list[nn.Parameter], head_params: list[nn.Parameter],
                cfg: TrainConfig) -> torch.optim.Optimizer:
     """The head gets ``head_lr_mult`` x lr: new classes start from near-zero rows and must
@@ -240,15 +279,21 @@ def train_round(current: ModelBundle, class_names: Sequence[str], x: torch.Tenso
                 y: torch.Tensor, w: torch.Tensor, val_x: torch.Tensor, val_y: torch.Tensor,
                 frozen_prefix: int, cfg: TrainConfig,
                 progress: Callable[[str], None] | None = None,
-                candidate: ModelBundle | None = None) -> TrainOutcome:
+                candidate: ModelBundle | None = None,
+                unlabelled: torch.Tensor | None = None) -> TrainOutcome:
     """Train a candidate copy of ``current`` on ``(x, y, w)`` (preprocessed, label ids in
     ``class_names`` order, loss weights), the first ``frozen_prefix`` layer groups frozen and
-    cached; validate both on ``(val_x, val_y)``. ``candidate`` may be a clone made earlier."""
+    cached; validate both on ``(val_x, val_y)``. ``candidate`` may be a clone made earlier.
+    With ``unlabelled`` frames and ``cfg.consistency_weight`` > 0, every step adds the
+    FixMatch loss (``core.semi_supervised``) on a batch of them."""
     t0 = time.perf_counter()
     cand = candidate if candidate is not None else current.clone()
     cand.version = current.version + 1
-    cand.ensure_classes(list(class_names))
+    added = cand.ensure_classes(list(class_names))
     model, arch = cand.model, cand.arch
+    flops = 0.0
+    if cfg.imprint and added:
+        flops += imprint(cand, x, y, [cand.class_names.index(c) for c in added])
     n_groups = len(layer_groups(model, arch))
     k = int(min(max(frozen_prefix, 0), n_groups - 1))  # the head group always trains
     front, back = split_forward(model, arch, k)
@@ -257,7 +302,6 @@ def train_round(current: ModelBundle, class_names: Sequence[str], x: torch.Tenso
     for p in back.parameters():
         p.requires_grad_(True)
     gflops = group_flops(cand)
-    flops = 0.0
     gen = torch.Generator().manual_seed(int(cfg.seed) * 1_000_003 + int(current.version))
     losses: list[float] = []
     n = int(x.shape[0])
@@ -274,6 +318,10 @@ def train_round(current: ModelBundle, class_names: Sequence[str], x: torch.Tenso
         set_train_mode(back, cfg.bn_eval)
         loss_fn = nn.CrossEntropyLoss(reduction="none")
         back_flops = 3.0 * sum(gflops[k:])
+        unl = unlabelled if unlabelled is not None and cfg.consistency_weight > 0 and \
+            unlabelled.shape[0] > 0 else None
+        # weak view: a forward of everything; strong view: the prefix forward + a train step
+        u_flops = sum(gflops) + sum(gflops[:k]) + back_flops
         for epoch in range(cfg.epochs):
             order = torch.randperm(n, generator=gen)
             total, weight = 0.0, 0.0
@@ -287,6 +335,13 @@ def train_round(current: ModelBundle, class_names: Sequence[str], x: torch.Tenso
                         with torch.no_grad():
                             zb = front(zb)
                 loss = (loss_fn(back(zb), y[idx]) * bw).sum() / bw.sum().clamp_min(1e-8)
+                if unl is not None:
+                    ui = torch.randint(0, unl.shape[0], (min(cfg.batch_size, unl.shape[0]),),
+                                       generator=gen)
+                    u_loss, _ = consistency_loss(back, unl[ui], cfg.consistency_threshold, gen,
+                                                 front if k else None)
+                    loss = loss + cfg.consistency_weight * u_loss
+                    flops += int(ui.shape[0]) * u_flops
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.clip_grad_norm > 0:

@@ -49,6 +49,7 @@ from etuner_ros.core.labels import LabelBook
 from etuner_ros.core.model import ModelBundle, embed, layer_groups, preprocess
 from etuner_ros.core.policies import Decision, Observation, Policy, make_policy
 from etuner_ros.core.rounds import TrainingInputs, run_bn_only, run_training
+from etuner_ros.core.semi_supervised import propagated
 from etuner_ros.core.simfreeze import SimFreeze, SimFreezeConfig
 from etuner_ros.core.trainer import TrainConfig, batched, group_flops
 
@@ -166,8 +167,10 @@ class ContinualTuner:
         if not samples or not self.policy.uses_semi_supervised:
             return
         xs = self._x([s.image if hasattr(s, "image") else s for s in samples])
+        stamps = [int(s.stamp_ns) * 1e-9 if getattr(s, "stamp_ns", None) is not None
+                  else float("nan") for s in samples]
         with self._lock:
-            self.frames.add_unlabelled(xs)
+            self.frames.add_unlabelled(xs, stamps)
 
     def observe_inference_rate(self, fps: float) -> None:
         with self._lock:
@@ -349,10 +352,13 @@ class ContinualTuner:
                 sf.unfreeze_all()
             frozen = sf.frozen_prefix
         self._unfreeze_next = False
-        return TrainingInputs(self.deployed, list(self.labels.class_names), new,
+        names = list(self.labels.class_names)
+        prop = propagated(new, self.frames.unlabelled_stamped(), names, cfg.propagate_dt) \
+            if pol.uses_semi_supervised and cfg.propagate_dt > 0 else None
+        return TrainingInputs(self.deployed, names, new,
                               self.labels.sample_replay(cfg.replay_size),
                               self.labels.validation(), bn_x, tc.adabn_momentum, unl,
-                              n_pseudo_max, frozen, sf)
+                              n_pseudo_max, frozen, sf, prop)
 
     @staticmethod
     def _result(cand, accepted, val, base, cost: RoundCost, n_labels, n_replay, n_pseudo,
