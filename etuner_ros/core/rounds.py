@@ -71,12 +71,16 @@ class TrainingDone:
     probed: bool
 
 
-def group_outputs(bundle: ModelBundle, probe: torch.Tensor) -> list[torch.Tensor]:
-    """Outputs of every group but the head on the probe (groups in order = forward)."""
+def group_outputs(bundle: ModelBundle, probe: torch.Tensor, start: int = 0,
+                  stop: int | None = None) -> list[torch.Tensor]:
+    """Outputs of groups ``start..stop-1`` (default: every group but the head) on ``probe``,
+    which must already be the output of group ``start - 1`` (the raw probe for 0)."""
     bundle.model.eval()
+    groups = layer_groups(bundle.model, bundle.arch)[:-1]
+    stop = len(groups) if stop is None else stop
     outs, z = [], probe
     with torch.no_grad():
-        for _, g in layer_groups(bundle.model, bundle.arch)[:-1]:
+        for _, g in groups[start:stop]:
             z = g(z)
             outs.append(z)
     return outs
@@ -92,12 +96,15 @@ def run_training(inp: TrainingInputs, cfg: TrainConfig, check_every: int, cost: 
         cost.add_flops("adabn", inp.bn_frames.shape[0] * sum(gf))
     items = inp.new + inp.replay
     sf = inp.simfreeze
-    probed = sf is not None and len(items) >= 2 and len(items) * cfg.epochs >= check_every
+    probed = sf is not None and not sf.done and len(items) >= 2 and \
+        len(items) * cfg.epochs >= check_every
     if probed:
         sf.set_probe(torch.stack([it.x for it in items[:sf.config.probe_size]]),
                      keep_history=True)
-        sf.set_reference(group_outputs(cand, sf.probe))
-        cost.add_flops("probe", sf.probe.shape[0] * sum(gf[:-1]))
+        k, cap = inp.frozen, sf.cap
+        z_k = group_outputs(cand, sf.probe, 0, k)[-1] if k else sf.probe  # unchanged by training
+        sf.set_reference(group_outputs(cand, z_k, k, cap), k)
+        cost.add_flops("probe", sf.probe.shape[0] * sum(gf[:cap]))
     size = cand.input_size
     x = torch.stack([it.x for it in items]) if items else torch.zeros(0, 3, size, size)
     y = torch.tensor([inp.names.index(it.label) for it in items], dtype=torch.long)
@@ -123,8 +130,8 @@ def run_training(inp: TrainingInputs, cfg: TrainConfig, check_every: int, cost: 
     cost.add_flops("validate", val_flops)
     cost.add_flops("train", max(0.0, out.train_flops - val_flops))
     if probed and out.n_train * out.epochs_run >= check_every:
-        sf.check(group_outputs(out.candidate, sf.probe))
-        cost.add_flops("probe", sf.probe.shape[0] * sum(gf[:-1]))
+        sf.check(group_outputs(out.candidate, z_k, k, cap), k)
+        cost.add_flops("probe", sf.probe.shape[0] * sum(gf[k:cap]))
     return TrainingDone(out, n_pseudo, probed)
 
 

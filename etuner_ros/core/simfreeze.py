@@ -21,7 +21,9 @@ the cheapest to train (the front groups run at the highest resolution).
 Groups never thaw on their own: a frozen group does not train, so its CKA stays 1; only
 :meth:`unfreeze_all` (a detected scenario change: the old features may no longer suit the new
 home) resets them. The probe forward passes run inside the round, so their cost is in its
-time, energy and FLOPs.
+time, energy and FLOPs; they skip what cannot change: the frozen prefix runs once (its output
+is the same before and after training), the groups that never freeze not at all, and once
+every freezable group is frozen (:attr:`done`) no probe runs until a thaw.
 """
 
 from __future__ import annotations
@@ -79,30 +81,52 @@ class SimFreeze:
         if not keep_history:
             self.stable = [0] * len(self.stable)
 
-    def set_reference(self, outputs: list[torch.Tensor]) -> None:
-        """Outputs of groups ``0..G-2`` on the probe that the next :meth:`check` compares
-        against (the candidate before training); does not count as a check."""
-        if len(outputs) != len(self._last):
-            raise ValueError(f"expected {len(self._last)} group outputs, got {len(outputs)}")
-        self._last = [o.detach().clone() for o in outputs]
+    @property
+    def cap(self) -> int:
+        """How many groups from the front may ever freeze (the last ``min_trainable`` never)."""
+        return min(len(self._last),
+                   max(0, len(self.group_names) - max(1, self.config.min_trainable)))
 
-    def check(self, outputs: list[torch.Tensor]) -> int:
-        """Record the outputs of groups ``0..G-2`` on the probe; return the new frozen prefix."""
-        if len(outputs) != len(self._last):
-            raise ValueError(f"expected {len(self._last)} group outputs, got {len(outputs)}")
+    @property
+    def done(self) -> bool:
+        """Every group that may freeze is frozen: nothing left to check (no probe cost)."""
+        return self.frozen_prefix >= self.cap
+
+    def _span(self, outputs: list[torch.Tensor], start: int) -> None:
+        n = len(self._last)
+        if not 0 <= start <= n or len(outputs) > n - start or \
+                start + len(outputs) < self.cap:
+            raise ValueError(f"group outputs {start}..{start + len(outputs) - 1} must cover "
+                             f"the groups that may still freeze ({start}..{self.cap - 1}) "
+                             f"within 0..{n - 1}")
+
+    def set_reference(self, outputs: list[torch.Tensor], start: int = 0) -> None:
+        """Outputs of groups ``start..`` (at least up to ``cap - 1``) on the probe that the next
+        :meth:`check` compares against (the candidate before training); not a check. Groups
+        before ``start`` are frozen, so they need no outputs: the probe's forward passes skip
+        what cannot change."""
+        self._span(outputs, start)
+        self._last = [None] * len(self._last)
+        for j, o in enumerate(outputs):
+            self._last[start + j] = o.detach().clone()
+
+    def check(self, outputs: list[torch.Tensor], start: int = 0) -> int:
+        """Record the outputs of groups ``start..`` on the probe; return the new frozen
+        prefix."""
+        self._span(outputs, start)
         self.checks += 1
-        for i, out in enumerate(outputs):
+        for j, out in enumerate(outputs):
+            i = start + j
             prev = self._last[i]
             if prev is not None:
                 c = 1.0 if i < self.frozen_prefix else linear_cka(prev, out)
                 self.last_cka[i] = c
                 self.stable[i] = self.stable[i] + 1 if c >= self.config.threshold else 0
             self._last[i] = out.detach().clone()
-        k = 0
-        cap = max(0, len(self.group_names) - max(1, self.config.min_trainable))
-        while k < min(len(self.stable), cap) and self.stable[k] >= self.config.patience:
+        k = self.frozen_prefix
+        while k < self.cap and self.stable[k] >= self.config.patience:
             k += 1
-        self.frozen_prefix = max(self.frozen_prefix, k)
+        self.frozen_prefix = k
         return self.frozen_prefix
 
     def unfreeze_all(self) -> None:

@@ -55,9 +55,21 @@ def test_unfreeze_all_thaws_and_requires_new_evidence():
 
 
 def test_wrong_number_of_outputs_raises():
-    sf = SimFreeze(NAMES)
+    sf = SimFreeze(NAMES)  # min_trainable 2: g0, g1 may freeze
     with pytest.raises(ValueError):
-        sf.check(outs()[:2])
+        sf.check(outs()[:1])
+    with pytest.raises(ValueError):
+        sf.check(outs(), start=1)  # g1..g3: more groups than there are
+    assert sf.check(outs()[:2]) == 0  # the groups that may freeze are enough
+
+
+def test_checks_skip_frozen_groups_and_stop_when_done():
+    sf = SimFreeze(NAMES, SimFreezeConfig(threshold=0.99, patience=1, min_trainable=2))
+    o = outs()
+    sf.set_reference(o[:2])
+    assert sf.check([o[0].clone(), outs(7)[1]]) == 1 and not sf.done
+    sf.set_reference([o[1]], start=1)  # g0 frozen: only g1 is probed
+    assert sf.check([o[1].clone()], start=1) == 2 and sf.done
 
 
 def test_reference_before_training_measures_what_the_round_moved():

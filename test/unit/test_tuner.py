@@ -342,3 +342,21 @@ def test_change_is_confirmed_despite_frequent_swaps_and_rebased_after_it():
     swap()  # the round that absorbs the change serves: the detector moves to it
     assert t.changes.embedder is t.deployed and t.changes.embedder is not embedder
     assert not t.status()["change_detected"]
+
+
+def test_simfreeze_probes_only_what_may_still_freeze():
+    from etuner_ros.core.simfreeze import SimFreezeConfig
+    c = cfg()
+    c.simfreeze = SimFreezeConfig(threshold=0.0, patience=1, check_every=1, min_trainable=2)
+    t = ContinualTuner(start_bundle(), "simfreeze", c)
+    t.observe_labels(labels(1, 16), now=0.0)
+    r1 = t.run_round(1.0)
+    assert r1.flops_by_kind["probe"] > 0 and t.simfreeze.done
+    n = len(t.simfreeze.group_names)
+    assert t.status()["frozen_groups"] == t.simfreeze.group_names[:n - 2]
+    t.deploy(r1.candidate)
+    t.observe_labels(labels(100, 16), now=2.0)
+    r2 = t.run_round(3.0)
+    assert r2.frozen_groups == t.simfreeze.group_names[:n - 2]
+    assert r2.flops_by_kind.get("probe", 0.0) == 0.0  # everything that may freeze is frozen
+    assert r2.flops_by_kind["train"] < r1.flops_by_kind["train"]  # the frozen prefix is cached
