@@ -54,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     seeds.add_argument("--dev", action="store_true",
                        help=f"run the dev seeds {DEV_SEEDS} (tune constants on these only)")
     p.add_argument("--frames-per-scenario", type=int, default=None)
+    p.add_argument("--run-seconds", type=float, nargs=2, metavar=("SHORTEST", "LONGEST"),
+                   default=None, help="each object/image stays in view this long (a robot's "
+                   "camera); default 1 4 for synthetic and registry streams, off for folders; "
+                   "0 0: every frame a new view")
     p.add_argument("--jobs", type=int, default=None,
                    help="worker processes, one torch thread each (default: the CPU cores this "
                    "process may use, at most 8)")
@@ -68,17 +72,21 @@ def main(argv: list[str] | None = None) -> int:
     say = (lambda *_a, **_k: None) if args.quiet else print
     t0, c0 = time.perf_counter(), time.process_time()
 
-    def cfg_for(seed: int):
+    def cfg_for(seed: int, stream: str):
         cfg = quick_config(seed) if args.quick else default_config(seed)
         if args.frames_per_scenario:
             cfg.frames_per_scenario = args.frames_per_scenario
+        if args.run_seconds is not None:
+            cfg.run_seconds = tuple(args.run_seconds) if max(args.run_seconds) > 0 else None
+        elif stream not in default_streams():  # a folder: today's one frame per image
+            cfg.run_seconds = None
         cfg.policies = tuple(args.policies)
         return cfg
 
     jobs: list[Job] = []
     for name in stream_names:
         for seed in seed_list:
-            cfg = cfg_for(seed)
+            cfg = cfg_for(seed, name)
             start = prepare_start(name, cfg, Path(args.data_dir), progress=not args.quiet)
             extra = [] if args.no_hindsight else [HINDSIGHT]
             jobs += [Job(name, seed, pol, cfg, str(start)) for pol in [*cfg.policies, *extra]]
@@ -114,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         sections.append((name, section, mine))
     _, main_section, mine0 = sections[0]
     results = {**main_section, "seeds": list(seed_list), "config": config_dict(cfg_for(
-        seed_list[0])), "streams": {n: s for n, s, _ in sections[1:]}}
+        seed_list[0], stream_names[0])), "streams": {n: s for n, s, _ in sections[1:]}}
     results["bench_wall_seconds"] = time.perf_counter() - t0
     results["bench_cpu_seconds"] = (time.process_time() - c0 + sum(r["cpu_seconds"]
                                                                   for r in done))

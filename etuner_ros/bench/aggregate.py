@@ -55,6 +55,7 @@ def aggregate(per_seed: dict[int, dict[str, dict]], reference: dict[int, dict],
         ref = {"avg_accuracy": _mean([r["avg_accuracy"] for r in rs]),
                "avg_accuracy_sd": _sd([r["avg_accuracy"] for r in rs]),
                "accuracy_unseen": _mean([r.get("accuracy_unseen") for r in rs]),
+               "accuracy_unseen_runs": _mean([r.get("accuracy_unseen_runs") for r in rs]),
                "n_labels": _mean([r["n_labels"] for r in rs]),
                "accuracy_per_scenario": _per_scenario(rs),
                "per_seed": {str(s): reference[s] for s in seeds if s in reference}}

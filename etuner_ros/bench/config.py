@@ -26,6 +26,9 @@ class BenchConfig:
     seed: int = 0
     frames_per_scenario: int = 200
     fps: float = 8.0                 # stream clock: frame i at i / fps seconds
+    run_seconds: tuple[float, float] | None = (1.0, 4.0)  # one object stays in view this
+    #                                  long (a robot's camera); None: every frame a new view.
+    #                                  Folder streams use it only when --run-seconds is given
     label_fraction: float = 0.25     # share of frames the caregiver looks at
     confirm_fraction: float = 0.5    # share of correct predictions it confirms
     label_period_s: float = 2.0      # the caregiver's labels reach the tuner in batches
@@ -66,3 +69,13 @@ def config_dict(cfg: BenchConfig) -> dict:
     d = asdict(cfg)
     d["policies"] = list(cfg.policies)
     return d
+
+
+def run_frames(cfg: BenchConfig) -> tuple[int, int]:
+    """``cfg.run_seconds`` in frames at ``cfg.fps`` ((1, 1) when runs are off)."""
+    if cfg.run_seconds is None:
+        return 1, 1
+    lo, hi = (max(1, round(v * cfg.fps)) for v in cfg.run_seconds)
+    if lo > hi:
+        raise ValueError(f"run_seconds {cfg.run_seconds}: shortest > longest")
+    return lo, hi

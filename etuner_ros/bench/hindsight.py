@@ -8,7 +8,9 @@ answer and confirms a share of right ones, so this is the label set of a stream 
 never improved, the largest any policy is offered. ``gap_closed`` of a policy is
 ``(policy - none) / (hindsight - none)``. Also reported: the accuracy on frames the reference
 never trained on (``accuracy_unseen``), the measure of whether the stream is learnable the way
-a home is (a model trained on a few labels generalises to other views of the same objects).
+a home is (a model trained on a few labels generalises to other views of the same objects), and
+on runs (one object in view) none of whose frames was labelled (``accuracy_unseen_runs``):
+generalisation to views the labels never showed.
 """
 
 from __future__ import annotations
@@ -51,6 +53,17 @@ def scores(bundle: ModelBundle, frames: Sequence[Frame]) -> np.ndarray:
     return hits
 
 
+def _run_ids(frames: Sequence[Frame]) -> np.ndarray:
+    """Run number of each frame: a run is a stretch of one label in one scenario (one object
+    in view); frames of a run are near-copies of each other."""
+    ids = np.zeros(len(frames), dtype=int)
+    for i in range(1, len(frames)):
+        same = (frames[i].label, frames[i].scenario) == (frames[i - 1].label,
+                                                         frames[i - 1].scenario)
+        ids[i] = ids[i - 1] + (not same)
+    return ids
+
+
 def hindsight(stream: LabelledStream, start: ModelBundle, start_data: Sequence[Frame],
               cfg: BenchConfig, progress: bool = False) -> tuple[dict, np.ndarray]:
     """Train the reference and score it; returns its summary and per-frame correctness."""
@@ -62,9 +75,14 @@ def hindsight(stream: LabelledStream, start: ModelBundle, start_data: Sequence[F
     correct = scores(bundle, frames)
     unseen = np.ones(len(frames), dtype=bool)
     unseen[labelled] = False
+    run = _run_ids(frames)
+    unseen_runs = ~np.isin(run, run[labelled])
     scen = np.array([f.scenario for f in frames])
     per = {s: float(correct[scen == s].mean()) for s in dict.fromkeys(scen.tolist())}
     return {"avg_accuracy": float(correct.mean()),
             "accuracy_unseen": float(correct[unseen].mean()) if unseen.any() else None,
+            "accuracy_unseen_runs": (float(correct[unseen_runs].mean())
+                                     if unseen_runs.any() else None),
+            "frames_unseen_runs": int(unseen_runs.sum()),
             "accuracy_per_scenario": per, "n_labels": len(labelled),
             "n_start_frames": len(start_data), "epochs": cfg.pretrain_epochs}, correct

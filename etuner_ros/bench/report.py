@@ -12,6 +12,10 @@ def _fmt(v, spec: str) -> str:
     return format(v, spec) if v is not None else "-"
 
 
+def _pct(v: float | None) -> float | None:
+    return None if v is None else 100 * v
+
+
 def table(results: dict) -> str:
     """Fixed-width table, one row per policy (means over seeds, accuracy +- sd), then the
     hindsight reference; ratios against immediate."""
@@ -37,7 +41,8 @@ def table(results: dict) -> str:
                      f"{ref['n_labels']:.0f} caregiver labels: "
                      f"{100 * ref['avg_accuracy']:.2f} +-{100 * ref['avg_accuracy_sd']:.1f} % "
                      f"on every frame, {100 * (ref['accuracy_unseen'] or 0):.2f} % on frames "
-                     "it never trained on")
+                     f"it never trained on, {_fmt(_pct(ref.get('accuracy_unseen_runs')), '.2f')}"
+                     " % on runs with no label")
     lines.append("clock s: stream-clock charge (counted FLOPs at the device speed, "
                  "deterministic); wall/CPU s: measured here; gap: (acc - none) / (hindsight - "
                  "none); recur: points vs the starting model on recurring scenarios")

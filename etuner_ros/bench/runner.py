@@ -47,6 +47,7 @@ class PolicyRun:
     train_flops: float       # counted FLOPs of rounds + overhead
     status: dict
     wall_seconds: float      # the whole replay, inference included
+    flops_by_kind: dict[str, float]  # training, pseudo-labelling, BN, probes, overhead, ...
 
 
 class _CpuMeter:
@@ -69,17 +70,6 @@ def caregiver_for(cfg: BenchConfig) -> Caregiver:
     return Caregiver(cfg.label_fraction, seed=cfg.seed, confirm_fraction=cfg.confirm_fraction)
 
 
-def _set_round_end(tuner: ContinualTuner, end: float) -> None:
-    """Tell the tuner when the round ended on the stream clock (its own bookkeeping uses the
-    measured duration, which would make ``periodic``'s timing depend on machine load)."""
-    hook = getattr(tuner, "set_round_end", None)
-    if callable(hook):
-        hook(end)
-    else:
-        with tuner._lock:
-            tuner._last_round_end = end
-
-
 def run_policy(name: str, stream, start: ModelBundle, cfg: BenchConfig,
                log: Callable[[str], None] | None = None) -> PolicyRun:
     """Play ``stream`` once with policy ``name``; see the module docstring."""
@@ -99,6 +89,7 @@ def run_policy(name: str, stream, start: ModelBundle, cfg: BenchConfig,
     labels_out: list[Sample] = []
     next_delivery = cfg.label_period_s
     tune_s = joules = flops = device_s = 0.0
+    by_kind: dict[str, float] = {}
     source = "n/a"
     per_tick = max(1, round(cfg.tick_s * cfg.fps))
     t_start = time.perf_counter()
@@ -159,14 +150,17 @@ def run_policy(name: str, stream, start: ModelBundle, cfg: BenchConfig,
             r = tuner.run_round(now)
         charge = round_seconds(r.train_flops, cfg.device_flops_per_s, cfg.round_fixed_s)
         busy_until = now + charge
-        _set_round_end(tuner, busy_until)
+        tuner.set_round_end(busy_until)  # periodic's timing follows the stream clock too
         tune_s += r.duration_s
         device_s += charge
         joules += r.energy_joules
         flops += r.train_flops
+        for kind, v in getattr(r, "flops_by_kind", {}).items():
+            by_kind[kind] = by_kind.get(kind, 0.0) + v
         source = r.energy_source
         rounds.append({"t": now, "end": busy_until, "frame": chunk[-1] + 1,
-                       "accepted": r.accepted, "device_s": charge, "wall_s": r.duration_s,
+                       "accepted": r.accepted, "bn_only": getattr(r, "bn_only", False),
+                       "device_s": charge, "wall_s": r.duration_s,
                        "flops": r.train_flops,
                        "n_labels": r.n_labels, "n_replay": r.n_replay, "n_pseudo": r.n_pseudo,
                        "frozen": len(r.frozen_groups), "epochs": r.epochs_run,
@@ -185,8 +179,10 @@ def run_policy(name: str, stream, start: ModelBundle, cfg: BenchConfig,
     joules += st["overhead_joules"]
     flops += st["overhead_flops"]
     device_s += st["overhead_flops"] / cfg.device_flops_per_s
+    for kind, v in st.get("overhead_flops_by_kind", {}).items():
+        by_kind[f"overhead_{kind}"] = by_kind.get(f"overhead_{kind}", 0.0) + v
     return PolicyRun(name, correct, rounds, tune_s, cpu.seconds, device_s, joules, source,
-                     flops, st, time.perf_counter() - t_start)
+                     flops, st, time.perf_counter() - t_start, by_kind)
 
 
 def summarise(run: PolicyRun, stream, cfg: BenchConfig) -> dict:
@@ -198,7 +194,7 @@ def summarise(run: PolicyRun, stream, cfg: BenchConfig) -> dict:
             "energy_source": run.energy_source, "rounds": len(run.rounds),
             "rounds_accepted": sum(r["accepted"] for r in run.rounds),
             "avg_accuracy": float(run.correct.mean()), "accuracy_per_scenario": per,
-            "train_flops": run.train_flops,
+            "train_flops": run.train_flops, "flops_by_kind": run.flops_by_kind,
             "deferred": int(run.status.get("rounds_deferred", 0)),
             "merged": int(run.status.get("rounds_merged", 0)),
             "overhead_seconds": float(run.status.get("overhead_seconds", 0.0)),

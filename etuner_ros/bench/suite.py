@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from etuner_ros.bench import streams
-from etuner_ros.bench.config import BenchConfig
+from etuner_ros.bench.config import BenchConfig, run_frames
 from etuner_ros.core.checkpoint import load_checkpoint
 from etuner_ros.core.model import ModelBundle
 from etuner_ros.sim.world import Frame
@@ -30,8 +30,11 @@ HINDSIGHT = "hindsight"
 # Rough relative cost, to start the longest jobs first (better packing on few workers).
 def registry_streams() -> dict:
     """Streams built from images shipped inside an installed package: name -> module with
-    ``VERSION``, ``stream(seed, frames_per_scenario)`` and ``start_data(seed, n)``."""
-    return {}
+    ``VERSION``, ``stream(seed, frames_per_scenario, fps, run_seconds)`` and
+    ``start_data(seed, n)``."""
+    from etuner_ros.bench import digits
+
+    return {digits.NAME: digits}
 
 
 _COST = {"immediate": 10, "immediate_adabn": 10, "simfreeze": 8, HINDSIGHT: 7, "periodic": 3,
@@ -55,11 +58,14 @@ def _start_key(stream: str, cfg: BenchConfig) -> dict:
 def load_stream(name: str, cfg: BenchConfig) -> streams.LabelledStream:
     """The stream called ``name`` on ``cfg.seed``, frames held in memory."""
     if name == "synthetic":
-        s = streams.synthetic_stream(cfg.seed, cfg.frames_per_scenario)
+        s = streams.synthetic_stream(cfg.seed, cfg.frames_per_scenario,
+                                     run_frames=run_frames(cfg))
     elif name in registry_streams():
-        s = registry_streams()[name].stream(cfg.seed, cfg.frames_per_scenario)
+        s = registry_streams()[name].stream(cfg.seed, cfg.frames_per_scenario, cfg.fps,
+                                            cfg.run_seconds)
     else:
-        s = streams.folder_stream(Path(name), seed=cfg.seed)
+        s = streams.folder_stream(Path(name), seed=cfg.seed,
+                                  run_frames=run_frames(cfg) if cfg.run_seconds else None)
     s.frames = list(s.frames)
     return s
 

@@ -57,16 +57,17 @@ def label_free(candidate: ModelBundle, serving: ModelBundle, frames: torch.Tenso
 
 
 def with_labels(candidate: ModelBundle, serving: ModelBundle, items: list[LabelItem],
-                half_life: float) -> Verdict:
-    """Recency-weighted held-out accuracy (items oldest first); a label a model has no output
-    for counts as wrong for it."""
+                half_life: float, balanced: bool = False) -> Verdict:
+    """Recency-weighted held-out accuracy (items oldest first; ``balanced``: mean over classes,
+    as ``TrainConfig.val_balanced`` makes the training rounds' gate); a label a model has no
+    output for counts as wrong for it."""
     x = torch.stack([it.x for it in items])
     w = recency_weights(len(items), half_life)
 
     def score(b: ModelBundle) -> float:
         idx = [b.class_names.index(it.label) if it.label in b.class_names else -1
                for it in items]
-        return accuracy(b.model, x, torch.tensor(idx, dtype=torch.long), w)
+        return accuracy(b.model, x, torch.tensor(idx, dtype=torch.long), w, balanced)
 
     c, s = score(candidate), score(serving)
     return Verdict(c >= s, c, s, f"labels:{len(items)}", len(items))
@@ -74,8 +75,8 @@ def with_labels(candidate: ModelBundle, serving: ModelBundle, items: list[LabelI
 
 def bn_round_gate(candidate: ModelBundle, serving: ModelBundle, items: list[LabelItem],
                   frames: torch.Tensor, half_life: float, *, use_labels: bool,
-                  min_labels: int = MIN_LABELS) -> Verdict:
+                  min_labels: int = MIN_LABELS, balanced: bool = False) -> Verdict:
     """The gate of a BN-only round; see the module docstring."""
     if use_labels and len(items) >= min_labels:
-        return with_labels(candidate, serving, items, half_life)
+        return with_labels(candidate, serving, items, half_life, balanced)
     return label_free(candidate, serving, frames)

@@ -67,8 +67,6 @@ class LabelBook:
         self._recent: deque[bool] = deque(maxlen=max(1, int(accuracy_window)))
         self.lineage_start = 0  # versions below this predate the serving weights
         self.labels_seen = 0
-        self.first_trained: list[torch.Tensor] = []  # first trained frames (SimFreeze probe)
-        self.probe_size = 0
 
     # --- intake ----------------------------------------------------------------------------
     def add(self, samples: list, xs: torch.Tensor, now: float, served: list[str]) -> int:
@@ -92,8 +90,6 @@ class LabelBook:
             if is_holdout(item.id, self.holdout_fraction):
                 self.holdout.append(item)
                 continue
-            if len(self.first_trained) < self.probe_size:
-                self.first_trained.append(x)
             self.pending.append(item)
             added += 1
         if added:

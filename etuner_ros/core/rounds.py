@@ -6,8 +6,9 @@ A *training round* (labels pending) works on a clone of the serving model, in th
    camera frames, so the training that follows (BN frozen) adapts weights to re-normalised
    features. Charged as ``adabn``.
 2. SimFreeze reference (policies with ``uses_simfreeze``, rounds that train at least
-   ``check_every`` sample-passes): the clone's group outputs on the probe, after AdaBN so new
-   statistics are not mistaken for learning. Charged as ``probe``.
+   ``check_every`` sample-passes): the probe is the round's newest training frames; the clone's
+   group outputs on it, after AdaBN so new statistics are not mistaken for learning. Charged
+   as ``probe``.
 3. Pseudo-labels (semi-supervised policies, when the tuner's gate allowed them): confident
    predictions of the clone on the newest unlabelled frames. Charged as ``pseudo``.
 4. Training on new labels + a replay sample (+ pseudo-labels), the frozen prefix cached, and
@@ -91,9 +92,10 @@ def run_training(inp: TrainingInputs, cfg: TrainConfig, check_every: int, cost: 
         cost.add_flops("adabn", inp.bn_frames.shape[0] * sum(gf))
     items = inp.new + inp.replay
     sf = inp.simfreeze
-    probed = sf is not None and sf.probe is not None and \
-        len(items) * cfg.epochs >= check_every
+    probed = sf is not None and len(items) >= 2 and len(items) * cfg.epochs >= check_every
     if probed:
+        sf.set_probe(torch.stack([it.x for it in items[:sf.config.probe_size]]),
+                     keep_history=True)
         sf.set_reference(group_outputs(cand, sf.probe))
         cost.add_flops("probe", sf.probe.shape[0] * sum(gf[:-1]))
     size = cand.input_size
@@ -127,14 +129,15 @@ def run_training(inp: TrainingInputs, cfg: TrainConfig, check_every: int, cost: 
 
 
 def run_bn_only(current: ModelBundle, frames: torch.Tensor, val: list[LabelItem],
-                half_life: float, use_labels: bool, cost: RoundCost, momentum: float = 1.0
-                ) -> tuple[ModelBundle, Verdict]:
+                half_life: float, use_labels: bool, cost: RoundCost, momentum: float = 1.0,
+                balanced: bool = False) -> tuple[ModelBundle, Verdict]:
     """Clone, re-estimate BN on ``frames``, gate; see the module docstring."""
     cand = current.clone()
     cand.version = current.version + 1
     gf = sum(group_flops(cand))
     adapt_bn(cand.model, frames, momentum)
     cost.add_flops("adabn", frames.shape[0] * gf)
-    verdict = bn_round_gate(cand, current, val, frames, half_life, use_labels=use_labels)
+    verdict = bn_round_gate(cand, current, val, frames, half_life, use_labels=use_labels,
+                            balanced=balanced)
     cost.add_flops("validate", 2.0 * verdict.images * gf)
     return cand, verdict

@@ -1,19 +1,27 @@
 """SimFreeze: freeze layer groups whose representation has stopped changing.
 
-Rule (our design): a fixed probe batch (the first ``probe_size`` labelled frames the tuner sees)
-is pushed through the candidate right before a round trains (after its AdaBN step, so new
-BatchNorm statistics are not mistaken for learning: :meth:`set_reference`) and right after it
-(:meth:`check`), in every round that trains at least ``check_every`` sample-passes (a tiny
-round would see "no change" because too little training happened).
-For each layer group ``i`` except the head we compute ``linear_cka(out_i(after), out_i(before))``:
-how much this round's training moved the group's representation; a group is *stable* after
-``patience`` consecutive checks at or above ``threshold``.
+Rule (our design): a probe batch is pushed through the candidate right before a round trains
+(after its AdaBN step, so new BatchNorm statistics are not mistaken for learning:
+:meth:`set_reference`) and right after it (:meth:`check`), in every round that trains at least
+``check_every`` sample-passes (a tiny round would see "no change" because too little training
+happened). For each layer group ``i`` except the head we compute
+``linear_cka(out_i(after), out_i(before))``: how much this round's training moved the group's
+representation; a group is *stable* after ``patience`` consecutive checks at or above
+``threshold``.
+The probe is the round's own newest training frames (at most ``probe_size``; the tuner calls
+:meth:`set_probe` with ``keep_history=True`` each round): what matters is whether training
+still moves the representation of what the robot sees *now*; a probe fixed at the first
+scene's frames read "stable" while later scenes' features were still being reshaped.
 The frozen prefix is the longest run of stable groups from the front (a frozen group needs its
-inputs frozen too, otherwise its cached outputs would be stale), capped so the head group always
-trains. Groups never thaw on their own: a frozen group does not train, so its CKA stays 1; only
+inputs frozen too, otherwise its cached outputs would be stale), capped so the last
+``min_trainable`` groups (the head and the group right before it) always train: on DEV seed 100
+(old world) all 7 groups but the head froze within 24 rounds, after which every candidate
+failed validation and the policy ended 4.0 points below immediate; the back groups are also
+the cheapest to train (the front groups run at the highest resolution).
+Groups never thaw on their own: a frozen group does not train, so its CKA stays 1; only
 :meth:`unfreeze_all` (a detected scenario change: the old features may no longer suit the new
-home) resets them. The probe forward passes run inside the round, so their cost is in its time,
-energy and FLOPs (``probe_flops`` is reported as well).
+home) resets them. The probe forward passes run inside the round, so their cost is in its
+time, energy and FLOPs.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ class SimFreezeConfig:
     probe_size: int = 32      # images in the fixed probe batch
     check_every: int = 128    # trained sample-passes between checks: a check after a tiny
     #                           round would see "no change" because too little training happened
+    min_trainable: int = 2    # back groups (head included) that never freeze
 
 
 class SimFreeze:
@@ -59,13 +68,16 @@ class SimFreeze:
     def has_reference(self) -> bool:
         return any(r is not None for r in self._last)
 
-    def set_probe(self, probe: torch.Tensor) -> None:
-        """Fix the probe batch (``[N,3,S,S]``, preprocessed). Changing it forgets history."""
+    def set_probe(self, probe: torch.Tensor, keep_history: bool = False) -> None:
+        """Set the probe batch (``[N,3,S,S]``, preprocessed). Unless ``keep_history``, this
+        forgets the stability counts (each check compares before/after one round on the same
+        probe, so a new probe per round is sound when the counts are kept)."""
         if probe.shape[0] < 2:
             raise ValueError("SimFreeze probe needs at least 2 images")
         self.probe = probe.detach().clone()
         self._last = [None] * len(self._last)
-        self.stable = [0] * len(self.stable)
+        if not keep_history:
+            self.stable = [0] * len(self.stable)
 
     def set_reference(self, outputs: list[torch.Tensor]) -> None:
         """Outputs of groups ``0..G-2`` on the probe that the next :meth:`check` compares
@@ -87,7 +99,8 @@ class SimFreeze:
                 self.stable[i] = self.stable[i] + 1 if c >= self.config.threshold else 0
             self._last[i] = out.detach().clone()
         k = 0
-        while k < len(self.stable) and self.stable[k] >= self.config.patience:
+        cap = max(0, len(self.group_names) - max(1, self.config.min_trainable))
+        while k < min(len(self.stable), cap) and self.stable[k] >= self.config.patience:
             k += 1
         self.frozen_prefix = max(self.frozen_prefix, k)
         return self.frozen_prefix

@@ -114,7 +114,6 @@ class ContinualTuner:
                                 accuracy_window=cfg.accuracy_window,
                                 accuracy_min=cfg.accuracy_min, seed=seed)
         self.labels.lineage_start = bundle.version
-        self.labels.probe_size = cfg.simfreeze.probe_size if self.policy.uses_simfreeze else 0
         self.frames = FramePools(max(2, cfg.adabn_frames), cfg.unlabelled_capacity)
         self.shift = InputShift(max(2, cfg.adabn_frames))
         self.changes = ChangeWatch(cfg.drift, cfg.drift_every, bundle)
@@ -272,7 +271,8 @@ class ContinualTuner:
                     cand, verdict = run_bn_only(current, frames, val,
                                                 self.config.train.val_half_life,
                                                 not self.policy.label_free, cost,
-                                                self.config.adabn_momentum)
+                                                self.config.adabn_momentum,
+                                                self.config.train.val_balanced)
                 else:
                     done = run_training(snap, self.config.train,
                                         self.config.simfreeze.check_every, cost, progress)
@@ -350,8 +350,6 @@ class ContinualTuner:
             sf = self.simfreeze
             if self._unfreeze_next:
                 sf.unfreeze_all()
-            if sf.probe is None and len(self.labels.first_trained) >= 2:
-                sf.set_probe(torch.stack(self.labels.first_trained))
             frozen = sf.frozen_prefix
         self._unfreeze_next = False
         names = list(self.labels.class_names)
@@ -379,6 +377,13 @@ class ContinualTuner:
                            "n_pseudo": r.n_pseudo, "frozen_groups": list(r.frozen_groups),
                            "train_flops": r.train_flops, "flops_by_kind": r.flops_by_kind,
                            "bn_only": r.bn_only, "gate": r.gate, "reason": r.reason}
+
+    def set_round_end(self, end: float) -> None:
+        """When the last round ended on the caller's clock. By default a round ends at its start
+        plus its measured duration; the benchmark's deterministic stream clock charges rounds
+        from their counted FLOPs instead, so machine load cannot move ``periodic``'s timing."""
+        with self._lock:
+            self._last_round_end = float(end)
 
     # --- the serving model ------------------------------------------------------------------
     def deploy(self, bundle: ModelBundle) -> None:

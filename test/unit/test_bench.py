@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from etuner_ros.bench.__main__ import main
+from etuner_ros.bench.aggregate import aggregate, gap_closed
+from etuner_ros.bench.clock import DEVICE_FLOPS_PER_S, ROUND_FIXED_S, round_seconds
 from etuner_ros.bench.config import quick_config
 from etuner_ros.bench.runner import run_policy
 from etuner_ros.bench.suite import load_stream, prepare_start
@@ -85,3 +87,42 @@ def test_same_seed_same_accuracy(tmp_path):
         assert np.array_equal(a.correct, b.correct), name
         assert [r["end"] for r in a.rounds] == [r["end"] for r in b.rounds], name
         assert a.device_seconds == b.device_seconds and a.train_flops == b.train_flops
+
+
+def _entry(acc: float, recur: float, cpu: float) -> dict:
+    keys = ("tune_seconds", "device_seconds", "energy_joules", "rounds", "rounds_accepted",
+            "train_flops", "deferred", "merged", "overhead_seconds", "wall_seconds")
+    return {**dict.fromkeys(keys, cpu), "cpu_seconds": cpu, "avg_accuracy": acc,
+            "energy_source": "cpu-time-model",
+            "accuracy_per_scenario": {"a": acc, "a_again": recur}}
+
+
+def test_aggregate_means_spread_gap_closed_and_recurring():
+    per_seed = {0: {"none": _entry(0.4, 0.9, 0.0), "immediate": _entry(0.5, 0.8, 10.0),
+                    "etuner": _entry(0.6, 0.9, 2.0)},
+                1: {"none": _entry(0.6, 0.9, 0.0), "immediate": _entry(0.7, 0.8, 30.0),
+                    "etuner": _entry(0.8, 0.88, 4.0)}}
+    ref = {0: {"avg_accuracy": 0.9, "accuracy_unseen": 0.8, "n_labels": 10,
+               "accuracy_per_scenario": {"a": 0.9}},
+           1: {"avg_accuracy": 0.9, "accuracy_unseen": 0.8, "n_labels": 12,
+               "accuracy_per_scenario": {"a": 0.9}}}
+    res = aggregate(per_seed, ref, {"a_again": "a"})
+    et = res["policies"]["etuner"]
+    assert et["avg_accuracy"] == pytest.approx(0.7)
+    assert et["avg_accuracy_sd"] == pytest.approx(np.std([0.6, 0.8], ddof=1))
+    assert et["gap_closed"] == pytest.approx((0.7 - 0.5) / (0.9 - 0.5))
+    assert et["recurring_vs_start"] == pytest.approx(-1.0)
+    assert res["policies"]["immediate"]["recurring_vs_start"] == pytest.approx(-10.0)
+    assert set(et["per_seed"]) == {"0", "1"}
+    r = res["ratios"]["etuner"]
+    assert r["cpu_x"] == pytest.approx(3.0 / 20.0)
+    assert r["accuracy_pts"] == pytest.approx(10.0)
+    assert res["reference"]["hindsight"]["n_labels"] == pytest.approx(11)
+    assert gap_closed(0.5, 0.5, 0.5) is None
+
+
+def test_round_seconds_is_work_at_the_device_speed():
+    assert round_seconds(0.0) == ROUND_FIXED_S
+    assert round_seconds(2 * DEVICE_FLOPS_PER_S) == pytest.approx(2.0 + ROUND_FIXED_S)
+    with pytest.raises(ValueError):
+        round_seconds(-1.0)
