@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from etuner_ros.core.trainer import is_holdout
+from etuner_ros.core.trainer import class_balanced_sample, is_holdout
 
 
 @dataclass
@@ -106,7 +106,12 @@ class LabelBook:
         self.pending_batches, self.oldest_pending = 0, None
         return new, merged
 
-    def sample_replay(self, k: int) -> list[LabelItem]:
+    def sample_replay(self, k: int, balanced: bool = False) -> list[LabelItem]:
+        """``k`` reservoir items at random; ``balanced``: spread evenly over the classes
+        (``trainer.class_balanced_sample``)."""
+        if balanced:
+            idx = class_balanced_sample([it.label for it in self.replay], k, self._rng)
+            return [self.replay[i] for i in idx]
         return self._rng.sample(self.replay, min(max(0, k), len(self.replay)))
 
     def remember(self, items: list[LabelItem]) -> None:

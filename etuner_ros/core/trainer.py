@@ -47,6 +47,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     replay_size: int = 64           # old labelled samples re-trained every round (forgetting)
     replay_capacity: int = 800      # reservoir of old labelled samples kept for replay
+    replay_balanced: bool = False   # draw replay evenly over classes (class_balanced_sample)
     holdout_fraction: float = 0.2   # share of labels (by sample id) kept out for validation
     val_size: int = 96              # newest held-out samples used to validate a round
     val_half_life: float = 8.0      # validation weight halves every this many samples back

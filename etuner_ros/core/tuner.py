@@ -356,7 +356,8 @@ class ContinualTuner:
         prop = propagated(new, self.frames.unlabelled_stamped(), names, cfg.propagate_dt) \
             if pol.uses_semi_supervised and cfg.propagate_dt > 0 else None
         return TrainingInputs(self.deployed, names, new,
-                              self.labels.sample_replay(cfg.replay_size),
+                              self.labels.sample_replay(cfg.replay_size,
+                                                        cfg.replay_balanced),
                               self.labels.validation(), bn_x, tc.adabn_momentum, unl,
                               n_pseudo_max, frozen, sf, prop)
 
