@@ -35,6 +35,7 @@ from etuner_ros.core.model import ModelBundle
 from etuner_ros.core.trainer import accuracy, batched, recency_weights
 
 MIN_LABELS = 3  # held-out labels below which a BN-only round falls back to the label-free test
+#                (chosen, not tuned: with 1-2 labels one frame decides the verdict)
 
 
 @dataclass
