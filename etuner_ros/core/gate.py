@@ -15,11 +15,13 @@ Rule, the same for every policy and every kind of round:
   A training round with *no* held-out label at all is accepted (nothing can be measured yet,
   and refusing would keep a new home's first labels from ever teaching the model); with one or
   more it is gated on them.
-* **Label-free** (``adabn``, which never uses a label, and the fallback above): on the newest
-  camera frames the candidate's mean max-softmax confidence must be at least the serving
-  model's (tie passes). Re-estimated BN statistics that fit the new input raise confidence;
-  statistics that broke the features lower it. It is weaker evidence than labels and is only
-  used where no label may or can decide.
+* **Label-free** (``adabn``, which never uses a label, and the fallback above): on the camera
+  frames the round adapted to, the candidate's information score must be at least the serving
+  model's (tie passes): ``H(mean prediction) - mean H(prediction)`` (as in SHOT, Liang et al.
+  2020): confident *and* diverse predictions. Mean confidence alone was fooled on DEV seed 100:
+  BN statistics of a few objects made the model predict one class with confidence 1.0, and
+  that collapsed model then vetoed every later adaptation. It is weaker evidence than labels
+  and is only used where no label may or can decide.
 
 Both tests are forward passes; their FLOPs are charged to the round as ``validate``.
 """
@@ -43,7 +45,7 @@ class Verdict:
     accepted: bool
     candidate_score: float
     serving_score: float
-    evidence: str   # "labels:N" or "confidence:N" (frames)
+    evidence: str   # "labels:N" or "information:N" (frames)
     images: int     # images each model scored (both models: 2 x images forward passes)
 
 
@@ -52,9 +54,17 @@ def mean_confidence(bundle: ModelBundle, x: torch.Tensor) -> float:
     return float(torch.softmax(batched(bundle.model, x), dim=1).max(dim=1).values.mean())
 
 
+def information(bundle: ModelBundle, x: torch.Tensor) -> float:
+    """Entropy of the mean prediction minus the mean entropy of the predictions (nats)."""
+    bundle.model.eval()
+    p = torch.softmax(batched(bundle.model, x), dim=1).clamp_min(1e-12)
+    m = p.mean(dim=0)
+    return float(-(m * m.log()).sum() + (p * p.log()).sum(dim=1).mean())
+
+
 def label_free(candidate: ModelBundle, serving: ModelBundle, frames: torch.Tensor) -> Verdict:
-    c, s = mean_confidence(candidate, frames), mean_confidence(serving, frames)
-    return Verdict(c >= s, c, s, f"confidence:{frames.shape[0]}", int(frames.shape[0]))
+    c, s = information(candidate, frames), information(serving, frames)
+    return Verdict(c >= s, c, s, f"information:{frames.shape[0]}", int(frames.shape[0]))
 
 
 def with_labels(candidate: ModelBundle, serving: ModelBundle, items: list[LabelItem],

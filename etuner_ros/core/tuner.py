@@ -67,7 +67,11 @@ class TunerConfig:
     accuracy_min: int = 8           # recent_accuracy is None below this many
     drift_every: int = 4            # embed every n-th observed frame for the drift detector:
     #                                 embedding every frame cost ~20% of etuner's tuning time
-    adabn_frames: int = 48          # newest camera frames whose BN statistics a round adopts
+    adabn_frames: int = 48          # camera frames whose BN statistics a round adopts ...
+    adabn_window: int = 160         # ... spread over the newest this many (20 s at 8 fps: a
+    #                                 robot's camera shows one object for 1-4 s, so only a
+    #                                 window of many objects estimates the scene; chosen from
+    #                                 the world's run lengths, not tuned)
     adabn_momentum: float = 1.0     # 1.0: replace BN statistics; <1: blend with the old ones
     pseudo_pool: int = 32           # pseudo-label only the newest frames (the current scene)
     pseudo_min_accuracy: float = 0.7  # no pseudo-labels while recent_accuracy is below this
@@ -93,7 +97,7 @@ class RoundResult:
     cpu_seconds: float = 0.0
     flops_by_kind: dict[str, float] = field(default_factory=dict)
     bn_only: bool = False
-    gate: str = ""              # evidence the gate used: "labels:N", "confidence:N", ...
+    gate: str = ""              # evidence the gate used: "labels:N", "information:N", ...
 
 
 class ContinualTuner:
@@ -114,7 +118,8 @@ class ContinualTuner:
                                 accuracy_window=cfg.accuracy_window,
                                 accuracy_min=cfg.accuracy_min, seed=seed)
         self.labels.lineage_start = bundle.version
-        self.frames = FramePools(max(2, cfg.adabn_frames), cfg.unlabelled_capacity)
+        self.frames = FramePools(max(2, cfg.adabn_frames, cfg.adabn_window),
+                                 cfg.unlabelled_capacity)
         self.shift = InputShift(max(2, cfg.adabn_frames))
         self.changes = ChangeWatch(cfg.drift, cfg.drift_every, bundle)
         self.simfreeze = SimFreeze([n for n, _ in layer_groups(bundle.model, bundle.arch)],
@@ -177,7 +182,7 @@ class ContinualTuner:
             self._fps = float(fps)
 
     def observe_frames(self, images: list[np.ndarray], now: float) -> float:
-        """Camera frames: policies with ``adapts_bn`` keep the newest ``adabn_frames`` and track
+        """Camera frames: policies with ``adapts_bn`` keep the newest ``adabn_window`` and track
         the input shift; policies with ``uses_drift`` embed every ``drift_every``-th with the
         serving model for the change detector. Both are overhead in the cost ledger."""
         keep_bn = self.policy.adapts_bn and self.config.adabn_frames > 0
@@ -191,7 +196,7 @@ class ContinualTuner:
                 return self.changes.score
             with self.costs.measure() as cost:
                 if keep_bn:
-                    xa = self._x(images[-self.config.adabn_frames:])
+                    xa = self._x(images[-max(self.config.adabn_frames, self.config.adabn_window):])
                     self.frames.add_camera(xa, now)
                     self._bn_wait = max(0, self._bn_wait - len(images))
                     self.shift.update(self.frames.camera(self.config.adabn_frames))
