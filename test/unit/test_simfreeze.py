@@ -73,7 +73,7 @@ def test_checks_skip_frozen_groups_and_stop_when_done():
 
 
 def test_reference_before_training_measures_what_the_round_moved():
-    sf = SimFreeze(NAMES, SimFreezeConfig(min_trainable=1))  # threshold 0.99, patience 1
+    sf = SimFreeze(NAMES, SimFreezeConfig(min_trainable=1))  # default threshold, patience 1
     before = outs()
     sf.set_reference(before)
     moved = [before[0].clone(), outs(seed=7)[1], before[2].clone()]
