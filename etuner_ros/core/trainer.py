@@ -10,13 +10,21 @@ model's (a tie passes: a round that learned a new class the validation slice doe
 yet must not be thrown away). The rule is the same for every policy.
 
 Frozen prefix caching: the frozen groups run once per sample per round (eval mode, no grad) and
-every epoch trains only the back part on the cached activations. No data augmentation, so the
-cache is exact.
+every epoch trains only the back part on the cached activations. With ``augment`` the prefix
+runs on each epoch's new views instead (and is charged per epoch).
+
+Options measured on the dev seed and left off by default (``TrainConfig`` says why each exists;
+the README has the numbers): ``augment``, ``class_balance``, ``val_balanced``,
+``replay_balanced``, ``imprint`` (shared by every labelled policy), ``propagate_dt`` and
+``consistency_weight`` (ETuner's semi-supervised part, used only for policies with
+``uses_semi_supervised``; see ``core/semi_supervised.py``).
 
 FLOPs are analytic from per-group forward FLOPs measured once with
 ``torch.utils.flop_counter.FlopCounterMode`` on a single image: a training step costs 3x the
 forward FLOPs of the trained part (forward + backward for activations and weights), a cached
-prefix costs one forward per sample, pseudo-labelling and validation one forward per image.
+prefix costs one forward per sample, pseudo-labelling and validation one forward per image,
+imprinting one embedding pass per example of a new class, a consistency step per unlabelled
+frame one full forward (weak view) + the prefix forward and a training step (strong view).
 """
 
 from __future__ import annotations

@@ -204,3 +204,18 @@ def test_consistency_needs_unlabelled_frames_and_a_weight_and_is_charged():
                                                   more.candidate.model.parameters(),
                                                   strict=True)]
     assert any(diff)
+
+
+def test_adabn_blend_moves_statistics_part_of_the_way():
+    from etuner_ros.core.trainer import adapt_bn
+
+    bn = torch.nn.modules.batchnorm._BatchNorm
+    x = data(16, seed=4) * 0.5 + 2.0
+    full, part = bundle(), bundle()
+    old = [m.running_mean.clone() for m in part.model.modules() if isinstance(m, bn)]
+    adapt_bn(full.model, x, 1.0)
+    adapt_bn(part.model, x, 0.3)
+    # the first BN sees the same input either way, so its blend is exact
+    f = next(m for m in full.model.modules() if isinstance(m, bn))
+    p = next(m for m in part.model.modules() if isinstance(m, bn))
+    assert torch.allclose(p.running_mean, 0.3 * f.running_mean + 0.7 * old[0], atol=1e-5)

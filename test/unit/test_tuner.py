@@ -43,8 +43,10 @@ def labels(start, n, label="a", predicted="a", value=100):
 
 
 def cfg(**policy) -> TunerConfig:
+    # adabn_momentum 1.0: these tests check the BN-round bookkeeping on frames whose
+    # statistics the candidate adopts outright (the default blends, see TunerConfig)
     return TunerConfig(train=TrainConfig(epochs=1, replay_size=8, max_pseudo=4),
-                       policy_params=policy)
+                       policy_params=policy, adabn_momentum=1.0)
 
 
 def test_immediate_round_trains_a_candidate_and_clears_pending():
