@@ -80,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
             cfg.run_seconds = tuple(args.run_seconds) if max(args.run_seconds) > 0 else None
         elif stream not in default_streams():  # a folder: today's one frame per image
             cfg.run_seconds = None
+        size = getattr(registry_streams().get(stream), "INPUT_SIZE", None)
+        if size and not args.quick:
+            cfg.input_size = size
         cfg.policies = tuple(args.policies)
         return cfg
 
@@ -117,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
                 per_seed.setdefault(r["job"].seed, {})[r["job"].policy] = r["summary"]
         first = mine[0]["stream"]
         section = {"stream": {**first, "name": name if name in default_streams()
-                              else first["name"], "seeds": list(seed_list)},
+                              else first["name"], "seeds": list(seed_list),
+                              "input_size": cfg_for(seed_list[0], name).input_size},
                    **aggregate(per_seed, ref, first["description"].get("recurring", {}))}
         # reorder policies as asked
         section["policies"] = {k: section["policies"][k] for k in args.policies}
