@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         elif stream not in default_streams():  # a folder: today's one frame per image
             cfg.run_seconds = None
         size = getattr(registry_streams().get(stream), "INPUT_SIZE", None)
-        if size and not args.quick:
+        if size and not args.quick:  # a registry stream may ask for its own model input side
             cfg.input_size = size
         cfg.policies = tuple(args.policies)
         return cfg

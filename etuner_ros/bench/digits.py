@@ -31,8 +31,6 @@ from etuner_ros.sim.world import Frame
 NAME = "sklearn-digits"
 VERSION = 1  # bump when rendering changes: part of the cached starting model's key
 SIZE = 64  # frames are SIZE x SIZE RGB
-INPUT_SIZE = 32  # the model's input side for this stream: the scans are 8x8, so 32 px loses
-#                  nothing and halves the benchmark's CPU time on it
 PRETRAIN_END = 690  # scans [0, 690) train the starting model; the rest play in the stream
 CLASSES = tuple(str(d) for d in range(10))
 START_CLASSES = CLASSES[:8]  # 8 and 9 appear later: new objects in the home
