@@ -24,7 +24,7 @@ from etuner_ros.bench.suite import (
     HINDSIGHT,
     Job,
     mean_correct,
-    prepare_start,
+    prepare_starts,
     registry_streams,
     run_jobs,
 )
@@ -80,16 +80,21 @@ def main(argv: list[str] | None = None) -> int:
             cfg.run_seconds = tuple(args.run_seconds) if max(args.run_seconds) > 0 else None
         elif stream not in default_streams():  # a folder: today's one frame per image
             cfg.run_seconds = None
+        size = getattr(registry_streams().get(stream), "INPUT_SIZE", None)
+        if size and not args.quick:  # a registry stream may ask for its own model input side
+            cfg.input_size = size
         cfg.policies = tuple(args.policies)
         return cfg
 
+    specs = [(name, cfg_for(seed, name)) for name in stream_names for seed in seed_list]
+    say(f"[bench] starting models for {len(specs)} (stream, seed) pairs (trained once, then "
+        f"cached in {args.data_dir}/models)", flush=True)
+    starts = prepare_starts(specs, Path(args.data_dir), jobs_n, progress=not args.quiet)
+    say(f"[bench] starting models ready after {time.perf_counter() - t0:.0f} s", flush=True)
     jobs: list[Job] = []
-    for name in stream_names:
-        for seed in seed_list:
-            cfg = cfg_for(seed, name)
-            start = prepare_start(name, cfg, Path(args.data_dir), progress=not args.quiet)
-            extra = [] if args.no_hindsight else [HINDSIGHT]
-            jobs += [Job(name, seed, pol, cfg, str(start)) for pol in [*cfg.policies, *extra]]
+    for (name, cfg), start in zip(specs, starts, strict=True):
+        extra = [] if args.no_hindsight else [HINDSIGHT]
+        jobs += [Job(name, cfg.seed, pol, cfg, start) for pol in [*cfg.policies, *extra]]
     say(f"[bench] {len(jobs)} jobs: streams {stream_names}, seeds {list(seed_list)}, "
         f"policies {list(args.policies)}{'' if args.no_hindsight else ' + hindsight'}; "
         f"{jobs_n} worker processes", flush=True)
@@ -115,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
                 per_seed.setdefault(r["job"].seed, {})[r["job"].policy] = r["summary"]
         first = mine[0]["stream"]
         section = {"stream": {**first, "name": name if name in default_streams()
-                              else first["name"], "seeds": list(seed_list)},
+                              else first["name"], "seeds": list(seed_list),
+                              "input_size": cfg_for(seed_list[0], name).input_size},
                    **aggregate(per_seed, ref, first["description"].get("recurring", {}))}
         # reorder policies as asked
         section["policies"] = {k: section["policies"][k] for k in args.policies}

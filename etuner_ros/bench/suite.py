@@ -109,6 +109,23 @@ def prepare_start(name: str, cfg: BenchConfig, data_dir: Path, progress: bool) -
     return cached_model(path, key, cfg.arch, train, progress, force=force)
 
 
+def _prepare_one(args: tuple[str, BenchConfig, Path, bool]) -> str:
+    torch.set_num_threads(args[1].torch_threads)
+    return str(prepare_start(*args))
+
+
+def prepare_starts(specs: Sequence[tuple[str, BenchConfig]], data_dir: Path, workers: int,
+                   progress: bool) -> list[str]:
+    """``prepare_start`` for every (stream, config), ``workers`` at once (cached ones are
+    only loaded)."""
+    args = [(name, cfg, Path(data_dir), progress and workers <= 1) for name, cfg in specs]
+    if workers <= 1 or len(args) <= 1:
+        return [_prepare_one(a) for a in args]
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(workers, len(args)), mp_context=ctx) as pool:
+        return list(pool.map(_prepare_one, args))
+
+
 _STREAMS: dict[tuple[str, int, int], streams.LabelledStream] = {}
 
 
