@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Build everything, then run the benchmark: one labelled stream through every tuning policy in
-# one process (same seeds, same starting model); prints a table, writes bench/results.json
-# and bench/benchmark.png. Usage: bash scripts/bench.sh [--stream PATH] [other bench options]
+# Build everything, then run the benchmark: the synthetic home and the sklearn-digits real-image
+# stream through every tuning policy plus the hindsight reference, on the test seeds (mean +- sd),
+# on a deterministic stream clock; prints a table per stream, writes bench/results.json and
+# bench/benchmark.png. Usage: bash scripts/bench.sh [--seed N | --dev] [--stream NAME|PATH]
+# [--policies ...] [--quick] (python -m etuner_ros.bench --help lists every option)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bash "$ROOT/scripts/setup.sh"

@@ -1,8 +1,10 @@
-"""``python -m etuner_ros.bench``: one labelled stream through every tuning policy.
+"""``python -m etuner_ros.bench``: labelled streams through every tuning policy, over seeds.
 
 Examples::
 
-    python -m etuner_ros.bench                          # default synthetic stream, all policies
+    python -m etuner_ros.bench                          # test seeds, default streams
+    python -m etuner_ros.bench --seed 0                 # that seed alone
+    python -m etuner_ros.bench --dev                    # the dev seeds (tune constants here)
     python -m etuner_ros.bench --stream path/to/folder  # a folder-of-images stream
     python -m etuner_ros.bench --bag path/to/home_day1  # a robot's recording (ROS 2 bag)
     python -m etuner_ros.bench --quick --out /tmp/b     # tiny configuration (tests)
@@ -11,125 +13,166 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
-import torch
-from tqdm import tqdm
-
+from etuner_ros.bench.aggregate import aggregate
+from etuner_ros.bench.config import DEV_SEEDS, TEST_SEEDS, config_dict, default_config, quick_config
 from etuner_ros.bench.report import plot, table, write_json
-from etuner_ros.bench.runner import BenchConfig, config_dict, ratios, run_policy, summarise
+from etuner_ros.bench.suite import (
+    BAG_PREFIX,
+    HINDSIGHT,
+    Job,
+    mean_correct,
+    prepare_starts,
+    registry_streams,
+    run_jobs,
+)
 from etuner_ros.core.bag import BagError
-from etuner_ros.core.checkpoint import load_checkpoint
 from etuner_ros.core.policies import POLICY_NAMES
-from etuner_ros.core.trainer import TrainConfig
-from etuner_ros.core.tuner import TunerConfig
 
 
-def quick_config(seed: int) -> BenchConfig:
-    """Tiny everything (32 px, 8 frames per scenario, 1 epoch): a smoke run for tests."""
-    train = TrainConfig(epochs=1, replay_size=8, max_pseudo=4, val_size=16, seed=seed)
-    return BenchConfig(seed=seed, frames_per_scenario=8, fps=4.0, label_fraction=0.5,
-                       input_size=32, pretrain_frames=48, pretrain_epochs=1,
-                       tuner=TunerConfig(train=train),
-                       policy_params={"periodic": {"period_s": 6.0},
-                                      "lazytune": {"batch_labels": 6, "max_wait_s": 6.0},
-                                      "etuner": {"batch_labels": 6, "max_wait_s": 6.0}})
+def default_streams() -> list[str]:
+    """What a plain run reports: the synthetic home, then every registry (real-image) stream."""
+    return ["synthetic", *registry_streams()]
 
 
-def build(args: argparse.Namespace, cfg: BenchConfig):
-    """The stream and its starting model (trained on the stream's first scenario)."""
+def bag_fps(name: str, cfg) -> float:
+    """The recorded pace of a bag's labelled frames (raises BagError for a bag without
+    labels, before any model is trained)."""
     from etuner_ros.bench import streams
 
-    if args.stream == "synthetic" and not args.bag:
-        from etuner_ros.sim.pretrain import pretrain
-
-        stream = streams.synthetic_stream(cfg.seed, cfg.frames_per_scenario)
-        path = pretrain(Path(args.data_dir), cfg.arch, cfg.seed, frames=cfg.pretrain_frames,
-                        epochs=cfg.pretrain_epochs, input_size=cfg.input_size,
-                        progress=not args.quiet)
-        start = load_checkpoint(path, expected_arch=cfg.arch)
-    else:
-        from etuner_ros.sim.pretrain import train_base_model
-
-        stream = (streams.bag_stream(Path(args.bag), args.bag_camera_topic,
-                                     parts=args.bag_parts) if args.bag
-                  else streams.folder_stream(Path(args.stream)))
-        cfg.fps = stream.description.get("fps", cfg.fps)  # a bag keeps its recorded pace
-        first = streams.first_scenario_frames(stream)
-        names = sorted({f.label for f in first}, key=stream.class_names.index)
-        start, _ = train_base_model(first, names, cfg.arch, cfg.seed, cfg.pretrain_epochs,
-                                    cfg.input_size, progress=not args.quiet)
-    return stream, start
+    stream = streams.bag_stream(Path(name[len(BAG_PREFIX):]), cfg.bag_camera_topic,
+                                parts=cfg.bag_parts)
+    return float(stream.description.get("fps", cfg.fps))
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m etuner_ros.bench", description=__doc__.split(
-        "\n")[0])
-    p.add_argument("--stream", default="synthetic", help="'synthetic' or a folder stream path")
-    p.add_argument("--bag", default="", help="a ROS 2 bag: its frames labelled by its "
-                   "LabelCorrections (see bench/streams.py bag_stream)")
-    p.add_argument("--bag-camera-topic", default="", help="the bag's camera topic")
-    p.add_argument("--bag-parts", type=int, default=4, help="scenarios cut from the bag")
+    p = argparse.ArgumentParser(prog="python -m etuner_ros.bench",
+                                description=__doc__.split("\n")[0])
+    p.add_argument("--stream", action="append", default=None,
+                   help="'synthetic', a registry stream "
+                   f"({', '.join(registry_streams()) or 'none installed'}) or a folder "
+                   "ROOT/<scenario>/<class>/<image>; repeat for several (default: synthetic "
+                   "and every registry stream)")
+    p.add_argument("--bag", default="", help="a ROS 2 bag (sqlite3 or mcap) of the robot's "
+                   "camera with its LabelCorrections: its corrected frames are the stream (the "
+                   "only stream unless --stream is given too)")
+    p.add_argument("--bag-camera-topic", default="",
+                   help="the bag's camera topic (default: its only image topic)")
+    p.add_argument("--bag-parts", type=int, default=4,
+                   help="cut the bag's labelled frames into this many scenarios (the first "
+                   "trains the starting model)")
     p.add_argument("--policies", nargs="+", default=list(POLICY_NAMES), choices=POLICY_NAMES)
     p.add_argument("--out", default="bench", help="output folder (results.json, PNG)")
     p.add_argument("--data-dir", default="bench/cache", help="cache of starting models")
-    p.add_argument("--seed", type=int, default=0)
+    seeds = p.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int, action="append", default=None,
+                       help=f"run this seed alone (repeatable); default: the test seeds "
+                       f"{TEST_SEEDS}")
+    seeds.add_argument("--dev", action="store_true",
+                       help=f"run the dev seeds {DEV_SEEDS} (tune constants on these only)")
     p.add_argument("--frames-per-scenario", type=int, default=None)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--run-seconds", type=float, nargs=2, metavar=("SHORTEST", "LONGEST"),
+                   default=None, help="each object/image stays in view this long (a robot's "
+                   "camera); default 1 4 for synthetic and registry streams, off for folders; "
+                   "0 0: every frame a new view")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="worker processes, one torch thread each (default: the CPU cores this "
+                   "process may use, at most 8)")
+    p.add_argument("--no-hindsight", action="store_true", help="skip the hindsight reference")
     p.add_argument("--quick", action="store_true", help="tiny configuration for tests")
-    p.add_argument("--verbose", action="store_true", help="one line per round")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     args = p.parse_args(argv)
 
-    cfg = quick_config(args.seed) if args.quick else BenchConfig(seed=args.seed)
-    if not args.quick:
-        cfg.tuner.train.seed = args.seed
-    if args.frames_per_scenario:
-        cfg.frames_per_scenario = args.frames_per_scenario
-    if args.threads:
-        cfg.torch_threads = args.threads
-    cfg.policies = tuple(args.policies)
-    torch.set_num_threads(cfg.torch_threads)
+    seed_list = tuple(args.seed) if args.seed else DEV_SEEDS if args.dev else TEST_SEEDS
+    bag = [BAG_PREFIX + str(Path(args.bag))] if args.bag else []
+    stream_names = [*(args.stream or ([] if bag else default_streams())), *bag]
+    jobs_n = args.jobs if args.jobs else min(len(os.sched_getaffinity(0)), 8)
     say = (lambda *_a, **_k: None) if args.quiet else print
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
+
+    def cfg_for(seed: int, stream: str):
+        cfg = quick_config(seed) if args.quick else default_config(seed)
+        if args.frames_per_scenario:
+            cfg.frames_per_scenario = args.frames_per_scenario
+        if args.run_seconds is not None:
+            cfg.run_seconds = tuple(args.run_seconds) if max(args.run_seconds) > 0 else None
+        elif stream not in default_streams():  # a folder: today's one frame per image
+            cfg.run_seconds = None
+        size = getattr(registry_streams().get(stream), "INPUT_SIZE", None)
+        if size and not args.quick:  # a registry stream may ask for its own model input side
+            cfg.input_size = size
+        cfg.policies = tuple(args.policies)
+        if stream.startswith(BAG_PREFIX):
+            cfg.bag_camera_topic, cfg.bag_parts = args.bag_camera_topic, args.bag_parts
+            cfg.fps = bag_fps(stream, cfg)  # a bag keeps its recorded pace
+        return cfg
+
     try:
-        stream, start = build(args, cfg)
-    except BagError as exc:  # e.g. a bag without labels: say why and what it holds
-        print(f"error: {exc}", file=sys.stderr)
+        specs = [(name, cfg_for(seed, name)) for name in stream_names for seed in seed_list]
+    except BagError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
         return 2
-    stream.frames = list(stream.frames)  # rendered once, replayed by every policy
-    say(f"stream {stream.name}: {len(stream.frames)} frames, {len(stream.scenarios)} "
-        f"scenarios, {cfg.fps:g} fps clock; start model v{start.version} "
-        f"({start.num_classes} classes)", flush=True)
-    runs, summaries = {}, {}
-    bar = tqdm(cfg.policies, desc="policies", unit="policy", disable=args.quiet)
-    for name in bar:
-        bar.set_postfix(policy=name)
-        log = (lambda s: tqdm.write(s)) if args.verbose else None
-        run = run_policy(name, stream, start, cfg, log=log)
-        runs[name], summaries[name] = run, summarise(run, stream, cfg)
-        s = summaries[name]
-        tqdm.write(f"{name:10s} acc {100 * s['avg_accuracy']:.2f}%  tune {s['tune_seconds']:.1f} s"
-                   f"  energy {s['energy_joules']:.0f} J  rounds {s['rounds']} "
-                   f"(wall {run.wall_seconds:.0f} s)") if not args.quiet else None
-    results = {
-        "stream": {"name": stream.name, "description": getattr(stream, "description", ""),
-                   "frames": len(stream.frames), "scenarios": list(stream.scenarios),
-                   "class_names": list(stream.class_names), "fps": cfg.fps,
-                   "seconds": len(stream.frames) / cfg.fps},
-        "config": config_dict(cfg),
-        "policies": summaries,
-        "ratios": ratios(summaries),
-        "bench_wall_seconds": time.perf_counter() - t0,
-    }
+    say(f"[bench] starting models for {len(specs)} (stream, seed) pairs (trained once, then "
+        f"cached in {args.data_dir}/models)", flush=True)
+    starts = prepare_starts(specs, Path(args.data_dir), jobs_n, progress=not args.quiet)
+    say(f"[bench] starting models ready after {time.perf_counter() - t0:.0f} s", flush=True)
+    jobs: list[Job] = []
+    for (name, cfg), start in zip(specs, starts, strict=True):
+        extra = [] if args.no_hindsight else [HINDSIGHT]
+        jobs += [Job(name, cfg.seed, pol, cfg, start) for pol in [*cfg.policies, *extra]]
+    say(f"[bench] {len(jobs)} jobs: streams {stream_names}, seeds {list(seed_list)}, "
+        f"policies {list(args.policies)}{'' if args.no_hindsight else ' + hindsight'}; "
+        f"{jobs_n} worker processes", flush=True)
+
+    def progress(r: dict, k: int, n: int) -> None:
+        j, s = r["job"], r["summary"]
+        extra = (f"rounds {s['rounds']:3d} clock {s['device_seconds']:6.1f} s"
+                 if "rounds" in s else f"unseen {100 * (s['accuracy_unseen'] or 0):5.1f}%")
+        say(f"[bench {k:3d}/{n}] {time.perf_counter() - t0:6.0f} s  {j.stream[-24:]:>14s} "
+            f"seed {j.seed:3d} {j.policy:15s} acc {100 * s['avg_accuracy']:6.2f}%  {extra}  "
+            f"(job {r['seconds']:.0f} s wall, {r['cpu_seconds']:.0f} s CPU)", flush=True)
+
+    done = run_jobs(jobs, jobs_n, progress)
+    sections = []
+    for name in stream_names:
+        mine = [r for r in done if r["job"].stream == name]
+        per_seed: dict[int, dict] = {}
+        ref: dict[int, dict] = {}
+        for r in mine:
+            if r["job"].policy == HINDSIGHT:
+                ref[r["job"].seed] = r["summary"]
+            else:
+                per_seed.setdefault(r["job"].seed, {})[r["job"].policy] = r["summary"]
+        first = mine[0]["stream"]
+        section = {"stream": {**first, "name": name if name in default_streams()
+                              else first["name"], "seeds": list(seed_list),
+                              "input_size": cfg_for(seed_list[0], name).input_size},
+                   **aggregate(per_seed, ref, first["description"].get("recurring", {}))}
+        # reorder policies as asked
+        section["policies"] = {k: section["policies"][k] for k in args.policies}
+        sections.append((name, section, mine))
+    _, main_section, mine0 = sections[0]
+    results = {**main_section, "seeds": list(seed_list), "config": config_dict(cfg_for(
+        seed_list[0], stream_names[0])), "streams": {n: s for n, s, _ in sections[1:]}}
+    results["bench_wall_seconds"] = time.perf_counter() - t0
+    results["bench_cpu_seconds"] = (time.process_time() - c0 + sum(r["cpu_seconds"]
+                                                                  for r in done))
+    results["workers"] = jobs_n
     out = Path(args.out)
     path = write_json(results, out)
-    png = plot(results, {n: r.correct for n, r in runs.items()},
-               [f.scenario for f in stream.frames], out)
-    print(table(results))
-    print(f"wrote {path} and {png} in {results['bench_wall_seconds']:.0f} s")
+    pol_runs = [r for r in mine0 if r["job"].policy != HINDSIGHT]
+    correct = {pol: mean_correct([r for r in pol_runs if r["job"].policy == pol])
+               for pol in args.policies}
+    png = plot(main_section, correct, pol_runs[0]["scenarios"], out)
+    for n, s, _ in sections:
+        print(f"\n== {n} ({s['stream']['frames']} frames, seeds {list(seed_list)}) ==")
+        print(table(s))
+    print(f"wrote {path} and {png} in {results['bench_wall_seconds']:.0f} s "
+          f"({results['bench_cpu_seconds']:.0f} s CPU, {jobs_n} workers)")
     return 0
 
 

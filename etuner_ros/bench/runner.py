@@ -1,51 +1,37 @@
-"""Run one labelled stream through every policy on a simulated stream clock.
+"""Run one labelled stream through one policy on a deterministic stream clock.
 
 Same stream, same starting model, same caregiver seed for every policy; the robot's own
 :class:`ContinualTuner` does the tuning. Frame ``i`` happens at ``i / fps`` seconds. Every frame
 is classified by the model deployed at that moment. The caregiver looks at a share of frames
 (its labels reach the tuner every ``label_period_s``); the tuner is polled every ``tick_s``. A
-round starts at a poll, takes its *measured* wall time on the stream clock, and its model serves
-from the moment it would have finished: slow tuning costs accuracy. Rounds never overlap; labels
-arriving meanwhile wait for the next one. Every policy's tuning time = its rounds' wall time +
-the tuner's drift/probe overhead, measured the same way for all.
+round starts at a poll and is charged its counted work on the stream clock
+(:func:`etuner_ros.bench.clock.round_seconds`: FLOPs at a documented device speed); its model
+serves from the moment the round would have finished: slow tuning costs accuracy, and the same
+seed gives the same accuracy on any machine under any load. Rounds never overlap; labels
+arriving meanwhile wait for the next one.
+
+Reported beside the clock, measured the same way for every policy: wall time of the rounds plus
+the tuner's drift/probe overhead (``tune_seconds``), the process CPU time of every call into the
+tuner (``cpu_seconds``), energy, and counted FLOPs of rounds plus overhead.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from etuner_ros.bench.clock import round_seconds, seed_everything
+from etuner_ros.bench.config import BenchConfig
 from etuner_ros.core.model import ModelBundle
-from etuner_ros.core.policies import POLICY_NAMES, make_policy
+from etuner_ros.core.policies import make_policy
 from etuner_ros.core.store import Sample
-from etuner_ros.core.tuner import ContinualTuner, TunerConfig
+from etuner_ros.core.tuner import ContinualTuner
 from etuner_ros.sim.caregiver import Caregiver
-
-
-@dataclass
-class BenchConfig:
-    """Benchmark defaults in one place."""
-
-    seed: int = 0
-    frames_per_scenario: int = 200
-    fps: float = 8.0                 # stream clock: frame i at i / fps seconds
-    label_fraction: float = 0.25     # share of frames the caregiver looks at
-    confirm_fraction: float = 0.5    # share of correct predictions it confirms
-    label_period_s: float = 2.0      # the caregiver's labels reach the tuner in batches
-    tick_s: float = 1.0              # tuner poll period (as tuner_node's poll_period_s)
-    unlabelled_every: int = 4        # every n-th unlabelled frame goes to the unlabelled pool
-    arch: str = "mobilenet_v3_small"
-    input_size: int = 64
-    torch_threads: int = 1            # one thread: OpenMP spin-waits ruin timings on a shared CPU
-    policies: tuple[str, ...] = POLICY_NAMES
-    policy_params: dict = field(default_factory=lambda: {"periodic": {"period_s": 30.0}})
-    tuner: TunerConfig = field(default_factory=TunerConfig)
-    pretrain_frames: int = 1200      # synthetic: sim.pretrain's budget (cached per key)
-    pretrain_epochs: int = 8
 
 
 @dataclass
@@ -53,31 +39,47 @@ class PolicyRun:
     name: str
     correct: np.ndarray
     rounds: list[dict]
-    tune_seconds: float
+    tune_seconds: float      # measured wall time of rounds + overhead
+    cpu_seconds: float       # measured process CPU time of every tuner call
+    device_seconds: float    # stream-clock charge of every round (deterministic)
     energy_joules: float
     energy_source: str
-    train_flops: float
+    train_flops: float       # counted FLOPs of rounds + overhead
     status: dict
-    wall_seconds: float
+    wall_seconds: float      # the whole replay, inference included
+    flops_by_kind: dict[str, float]  # training, pseudo-labelling, BN, probes, overhead, ...
 
 
-def _feedback(caregiver: Caregiver, frame, predicted: str):
-    """Adapter to the caregiver's signature: (true label, confirms) or None."""
-    fb = caregiver.feedback(frame.label, predicted, key=frame.index)
-    if fb is None:
-        return None
-    return fb.true_label, bool(fb.confirms)
+class _CpuMeter:
+    """Process CPU seconds spent inside ``with meter():`` blocks (the tuner's work only)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        t0 = time.process_time()
+        try:
+            yield
+        finally:
+            self.seconds += time.process_time() - t0
+
+
+def caregiver_for(cfg: BenchConfig) -> Caregiver:
+    """The caregiver every policy (and the hindsight reference) meets on ``cfg.seed``."""
+    return Caregiver(cfg.label_fraction, seed=cfg.seed, confirm_fraction=cfg.confirm_fraction)
 
 
 def run_policy(name: str, stream, start: ModelBundle, cfg: BenchConfig,
                log: Callable[[str], None] | None = None) -> PolicyRun:
     """Play ``stream`` once with policy ``name``; see the module docstring."""
-    torch.manual_seed(cfg.seed)
+    seed_everything(cfg.seed)
+    torch.set_num_threads(cfg.torch_threads)
     policy = make_policy(name, **cfg.policy_params.get(name, {}))
     tuner = ContinualTuner(start.clone(), policy, cfg.tuner, seed=cfg.seed)
     deployed = tuner.deployed
-    caregiver = Caregiver(cfg.label_fraction, seed=cfg.seed,
-                          confirm_fraction=cfg.confirm_fraction)
+    caregiver = caregiver_for(cfg)
+    cpu = _CpuMeter()
     frames = stream.frames
     n = len(frames)
     correct = np.zeros(n, dtype=bool)
@@ -86,7 +88,8 @@ def run_policy(name: str, stream, start: ModelBundle, cfg: BenchConfig,
     busy_until = 0.0
     labels_out: list[Sample] = []
     next_delivery = cfg.label_period_s
-    tune_s = joules = flops = 0.0
+    tune_s = joules = flops = device_s = 0.0
+    by_kind: dict[str, float] = {}
     source = "n/a"
     per_tick = max(1, round(cfg.tick_s * cfg.fps))
     t_start = time.perf_counter()
@@ -101,7 +104,8 @@ def run_policy(name: str, stream, start: ModelBundle, cfg: BenchConfig,
                            None)
                 if cut == i0:
                     deployed = swap[1]
-                    tuner.deploy(deployed)
+                    with cpu():
+                        tuner.deploy(deployed)
                     swap = None
                     continue
                 if cut is not None:
@@ -112,40 +116,52 @@ def run_policy(name: str, stream, start: ModelBundle, cfg: BenchConfig,
                 f = frames[i]
                 pred = deployed.class_names[int(pid)]
                 correct[i] = pred == f.label
-                fb = _feedback(caregiver, f, pred)
+                fb = caregiver.feedback(f.label, pred, key=f.index)
                 if fb is not None:
-                    labels_out.append(Sample(i + 1, f.image, fb[0], int(i / cfg.fps * 1e9),
-                                             predicted=pred, model_version=deployed.version,
-                                             confirms=fb[1], source="bench",
+                    labels_out.append(Sample(i + 1, f.image, fb.true_label,
+                                             int(i / cfg.fps * 1e9), predicted=pred,
+                                             model_version=deployed.version,
+                                             confirms=bool(fb.confirms), source="bench",
                                              scenario=f.scenario))
                 elif i % cfg.unlabelled_every == 0:
-                    tuner.observe_unlabelled([Sample(-(i + 1), f.image, None,
-                                                     int(i / cfg.fps * 1e9))])
+                    with cpu():
+                        tuner.observe_unlabelled([Sample(-(i + 1), f.image, None,
+                                                         int(i / cfg.fps * 1e9))])
             i0 = i1
         now = (chunk[-1] + 1) / cfg.fps
-        tuner.observe_frames([frames[i].image for i in chunk], now)
-        tuner.observe_inference_rate(cfg.fps)
-        if now >= next_delivery:
-            tuner.observe_labels(labels_out, now)
-            labels_out = []
-            next_delivery += cfg.label_period_s
-        if swap is not None and swap[0] <= now:
-            deployed = swap[1]
-            tuner.deploy(deployed)
-            swap = None
+        with cpu():
+            tuner.observe_frames([frames[i].image for i in chunk], now)
+            tuner.observe_inference_rate(cfg.fps)
+            if now >= next_delivery:
+                tuner.observe_labels(labels_out, now)
+                labels_out = []
+                next_delivery += cfg.label_period_s
+            if swap is not None and swap[0] <= now:
+                deployed = swap[1]
+                tuner.deploy(deployed)
+                swap = None
         if now < busy_until:
             continue
-        decision = tuner.decide(now)
+        with cpu():
+            decision = tuner.decide(now)
         if not decision.tune:
             continue
-        r = tuner.run_round(now)
-        busy_until = now + r.duration_s
+        with cpu():
+            r = tuner.run_round(now)
+        charge = round_seconds(r.train_flops, cfg.device_flops_per_s, cfg.round_fixed_s)
+        busy_until = now + charge
+        tuner.set_round_end(busy_until)  # periodic's timing follows the stream clock too
         tune_s += r.duration_s
+        device_s += charge
         joules += r.energy_joules
         flops += r.train_flops
+        for kind, v in getattr(r, "flops_by_kind", {}).items():
+            by_kind[kind] = by_kind.get(kind, 0.0) + v
         source = r.energy_source
         rounds.append({"t": now, "end": busy_until, "frame": chunk[-1] + 1,
-                       "accepted": r.accepted, "duration_s": r.duration_s,
+                       "accepted": r.accepted, "bn_only": getattr(r, "bn_only", False),
+                       "device_s": charge, "wall_s": r.duration_s,
+                       "flops": r.train_flops,
                        "n_labels": r.n_labels, "n_replay": r.n_replay, "n_pseudo": r.n_pseudo,
                        "frozen": len(r.frozen_groups), "epochs": r.epochs_run,
                        "val": r.val_accuracy, "base_val": r.baseline_val_accuracy,
@@ -156,49 +172,31 @@ def run_policy(name: str, stream, start: ModelBundle, cfg: BenchConfig,
         if r.accepted:
             swap = (busy_until, r.candidate)
         if log:
-            log(f"  {name:9s} t={now:6.1f}s round {len(rounds):3d} {r.duration_s:5.2f}s "
+            log(f"  {name:9s} t={now:6.1f}s round {len(rounds):3d} {charge:5.2f}s "
                 f"{'ok ' if r.accepted else 'rej'} {decision.reason[:60]} | {r.reason[:70]}")
     st = tuner.status()
     tune_s += st["overhead_seconds"]
     joules += st["overhead_joules"]
     flops += st["overhead_flops"]
-    return PolicyRun(name, correct, rounds, tune_s, joules, source, flops, st,
-                     time.perf_counter() - t_start)
+    device_s += st["overhead_flops"] / cfg.device_flops_per_s
+    for kind, v in st.get("overhead_flops_by_kind", {}).items():
+        by_kind[f"overhead_{kind}"] = by_kind.get(f"overhead_{kind}", 0.0) + v
+    return PolicyRun(name, correct, rounds, tune_s, cpu.seconds, device_s, joules, source,
+                     flops, st, time.perf_counter() - t_start, by_kind)
 
 
 def summarise(run: PolicyRun, stream, cfg: BenchConfig) -> dict:
-    """One policy's entry in results.json."""
+    """One policy's entry for one seed."""
     scen = np.array([f.scenario for f in stream.frames])
     per = {s: float(run.correct[scen == s].mean()) for s in dict.fromkeys(scen.tolist())}
-    return {"tune_seconds": run.tune_seconds, "energy_joules": run.energy_joules,
+    return {"tune_seconds": run.tune_seconds, "cpu_seconds": run.cpu_seconds,
+            "device_seconds": run.device_seconds, "energy_joules": run.energy_joules,
             "energy_source": run.energy_source, "rounds": len(run.rounds),
             "rounds_accepted": sum(r["accepted"] for r in run.rounds),
             "avg_accuracy": float(run.correct.mean()), "accuracy_per_scenario": per,
-            "train_flops": run.train_flops,
+            "train_flops": run.train_flops, "flops_by_kind": run.flops_by_kind,
             "deferred": int(run.status.get("rounds_deferred", 0)),
             "merged": int(run.status.get("rounds_merged", 0)),
             "overhead_seconds": float(run.status.get("overhead_seconds", 0.0)),
             "wall_seconds": run.wall_seconds, "round_log": run.rounds,
             "policy_params": cfg.policy_params.get(run.name, {})}
-
-
-def ratios(policies: dict) -> dict:
-    """Each policy's time and energy / immediate's, accuracy - immediate's in points."""
-    base = policies.get("immediate")
-    if base is None:
-        return {}
-    out = {}
-    for name, p in policies.items():
-        out[name] = {
-            "time_x": p["tune_seconds"] / base["tune_seconds"] if base["tune_seconds"] else None,
-            "energy_x": (p["energy_joules"] / base["energy_joules"]
-                         if base["energy_joules"] else None),
-            "flops_x": p["train_flops"] / base["train_flops"] if base["train_flops"] else None,
-            "accuracy_pts": 100.0 * (p["avg_accuracy"] - base["avg_accuracy"])}
-    return out
-
-
-def config_dict(cfg: BenchConfig) -> dict:
-    d = asdict(cfg)
-    d["policies"] = list(cfg.policies)
-    return d

@@ -2,7 +2,8 @@
 
 A folder stream lets the same benchmark run on real recordings laid out as
 ``ROOT/<scenario>/<class>/<image>``: scenarios play in name order, and frames are shuffled
-(seeded) within each scenario so a segment is not sorted by class.
+(seeded) within each scenario so a segment is not sorted by class; optionally each image stays
+in view for a run of frames, as with a robot's camera.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from etuner_ros.sim.world import WORLD_VERSION, Frame, SyntheticWorld
+from etuner_ros.sim.world import RUN_FRAMES, WORLD_VERSION, Frame, SyntheticWorld
 
 # Extensions cv2.imread decodes (the set OpenCV documents); anything else is not an image.
 IMAGE_EXTENSIONS = frozenset({
@@ -55,11 +56,13 @@ class _Rendered:
 
 
 def synthetic_stream(seed: int = 0, frames_per_scenario: int = DEFAULT_FRAMES_PER_SCENARIO,
-                     image_size: tuple[int, int] = (128, 96)) -> LabelledStream:
-    """The default synthetic schedule (see ``etuner_ros.sim.world.default_scenarios``)."""
+                     image_size: tuple[int, int] = (128, 96),
+                     run_frames: tuple[int, int] = RUN_FRAMES) -> LabelledStream:
+    """The default synthetic schedule (see ``etuner_ros.sim.world.default_scenarios``); each
+    object stays in view for ``run_frames`` frames ((1, 1): i.i.d. frames)."""
     if frames_per_scenario < 1:
         raise ValueError(f"frames_per_scenario must be >= 1, got {frames_per_scenario}")
-    world = SyntheticWorld(seed, image_size)
+    world = SyntheticWorld(seed, image_size, run_frames=run_frames)
     n = frames_per_scenario * len(world.scenarios)
     return LabelledStream(
         name=f"synthetic_s{seed}",
@@ -69,7 +72,23 @@ def synthetic_stream(seed: int = 0, frames_per_scenario: int = DEFAULT_FRAMES_PE
         description={"source": "synthetic", "seed": seed, "world_version": WORLD_VERSION,
                      "image_size": list(world.image_size),
                      "frames_per_scenario": frames_per_scenario,
-                     "scenario_settings": [asdict(s) for s in world.scenarios]})
+                     "run_frames": list(world.run_frames),
+                     "scenario_settings": [asdict(s) for s in world.scenarios],
+                     "recurring": recurring_scenarios(world.scenarios)})
+
+
+def recurring_scenarios(scenarios: Sequence) -> dict[str, str]:
+    """``{later scenario: earlier one}`` for scenario dataclasses whose settings (all but the
+    name) repeat an earlier scenario's: where forgetting shows."""
+    out: dict[str, str] = {}
+    seen: dict[tuple, str] = {}
+    for sc in scenarios:
+        key = tuple(v for k, v in asdict(sc).items() if k != "name")
+        if key in seen:
+            out[sc.name] = seen[key]
+        else:
+            seen[key] = sc.name
+    return out
 
 
 def _visible(path: Path) -> list[Path]:
@@ -89,14 +108,20 @@ def _read(path: Path, image_size: tuple[int, int] | None) -> np.ndarray:
 
 
 def folder_stream(root: Path, image_size: tuple[int, int] | None = None,
-                  seed: int = 0) -> LabelledStream:
+                  seed: int = 0, run_frames: tuple[int, int] | None = None) -> LabelledStream:
     """Read ``ROOT/<scenario>/<class>/<image>`` into a stream (all frames held in memory).
 
     ``image_size`` (width, height) resizes every image to a common size; None keeps each
-    image's own size (the model's preprocess resizes anyway). Raises ValueError naming the path
-    for a missing or empty root, a file where a directory belongs (or the reverse), an empty
-    scenario or class, a non-image file or an unreadable image.
+    image's own size (the model's preprocess resizes anyway). ``run_frames`` (shortest,
+    longest): a robot's camera, each image in view for a run of frames with a slowly drifting
+    small shift, turn, zoom and brightness (:func:`view_run`), a scenario as many frames as it
+    has images (images in shuffled order, repeated if runs are short); None: each image once.
+    Raises ValueError naming the path for a missing or empty root, a file where a directory
+    belongs (or the reverse), an empty scenario or class, a non-image file or an unreadable
+    image.
     """
+    if run_frames is not None and not 1 <= run_frames[0] <= run_frames[1]:
+        raise ValueError(f"run_frames {run_frames}: need 1 <= shortest <= longest")
     root = Path(root)
     if not root.is_dir():
         raise ValueError(f"stream root is not a directory: {root}")
@@ -129,10 +154,23 @@ def folder_stream(root: Path, image_size: tuple[int, int] | None = None,
                 items.append((_read(f, image_size), cdir.name))
             if cdir.name not in class_names:
                 class_names.append(cdir.name)
-        order = np.random.default_rng([seed, s_pos]).permutation(len(items))
-        for k in order:
-            image, label = items[k]
-            frames.append(Frame(len(frames), image, label, sdir.name))
+        rng = np.random.default_rng([seed, s_pos])
+        order = rng.permutation(len(items))
+        if run_frames is None:
+            for k in order:
+                image, label = items[k]
+                frames.append(Frame(len(frames), image, label, sdir.name))
+        else:
+            n = 0
+            for k in np.resize(order, len(items)):  # runs cover len(items) frames
+                if n >= len(items):
+                    break
+                image, label = items[k]
+                length = min(int(rng.integers(run_frames[0], run_frames[1] + 1)),
+                             len(items) - n)
+                for view in view_run(image, length, rng):
+                    frames.append(Frame(len(frames), view, label, sdir.name))
+                n += length
         per_scenario[sdir.name] = len(items)
     return LabelledStream(
         name=root.name or str(root), frames=frames, class_names=class_names,
@@ -140,6 +178,25 @@ def folder_stream(root: Path, image_size: tuple[int, int] | None = None,
         description={"source": "folder", "root": str(root.resolve()), "seed": seed,
                      "image_size": list(image_size) if image_size else None,
                      "frames_per_scenario": per_scenario})
+
+
+def view_run(image: np.ndarray, length: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """``length`` frames of one still image as a robot's camera sees it for a while: a small
+    shift, turn and zoom and a brightness that drift a little from frame to frame."""
+    h, w = image.shape[:2]
+    pose = np.array([rng.uniform(-3, 3), rng.uniform(0.97, 1.05), *rng.uniform(-0.03, 0.03, 2),
+                     rng.uniform(0.92, 1.08)])  # degrees, zoom, shift x/y (share), gain
+    out = []
+    for k in range(length):
+        if k:
+            pose = pose + rng.normal(0, [0.6, 0.005, 0.004, 0.004, 0.008])
+            pose = np.clip(pose, [-8, 0.92, -0.08, -0.08, 0.8], [8, 1.12, 0.08, 0.08, 1.2])
+        m = cv2.getRotationMatrix2D((w / 2, h / 2), float(pose[0]), float(pose[1]))
+        m[:, 2] += pose[2:4] * (w, h)
+        f = cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REFLECT101).astype(np.float32) * pose[4]
+        out.append(np.clip(f, 0, 255).astype(np.uint8))
+    return out
 
 
 def first_scenario_frames(stream: LabelledStream) -> list[Frame]:

@@ -8,7 +8,7 @@ uniform sample of everything it has seen.
 Caregivers' corrections go through :meth:`SampleStore.add_corrections`, which applies, in one
 transaction per batch (one fsync for many corrections):
 
-- **the new-class policy** (``core/labels.py``): a correction naming a class that is not known
+- **the new-class policy** (``core/class_names.py``): a correction naming a class that is not known
   yet is *held* in the ``held`` table until the policy accepts the class; ``labelled_since``,
   ``count_labelled``, ``max_labelled_id`` and ``sample_labelled`` see only the ``labelled``
   table, so held samples are never trained on and never grow the head. Accepted classes are
@@ -35,7 +35,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from etuner_ros.core.labels import (
+from etuner_ros.core.class_names import (
     ACCEPT,
     HOLD,
     REJECT,
@@ -94,7 +94,7 @@ class Sample:
 @dataclass
 class Correction:
     """A caregiver's label paired with its frame, ready for :meth:`SampleStore.add_corrections`;
-    ``label`` must already be normalised (``core.labels.normalise_class``)."""
+    ``label`` must already be normalised (``core.class_names.normalise_class``)."""
 
     image: np.ndarray
     label: str

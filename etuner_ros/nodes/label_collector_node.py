@@ -4,7 +4,7 @@ A correction names a frame by its stamp. The node keeps recent frames (bounded b
 bytes, ``frame_cache_size`` / ``frame_cache_mb``) and the detections made on them, pairs each
 correction with the frame of the same stamp, and hands the pair to a writer thread that commits
 batches to the SQLite store (one transaction, one fsync per batch; see ``core/store.py`` for the
-new-class and last-correction-wins rules, ``core/labels.py`` for the class-name rule).
+new-class and last-correction-wins rules, ``core/class_names.py`` for the class-name rule).
 
 Every correction ends in exactly one counter on ``/diagnostics``: ``stored`` or ``held``
 (committed), ``rejected.<reason>`` (invalid name, unpairable, policy, store error; logged with the
@@ -28,8 +28,13 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 
 from etuner_ros.core.batch_writer import BatchWriter
+from etuner_ros.core.class_names import (
+    ClassPolicy,
+    InvalidClassName,
+    normalise_class,
+    parse_class_list,
+)
 from etuner_ros.core.frame_cache import FrameCache
-from etuner_ros.core.labels import ClassPolicy, InvalidClassName, normalise_class, parse_class_list
 from etuner_ros.core.store import Correction, SampleStore
 from etuner_ros.core.text import printable
 from etuner_ros.msg import DetectionArray, LabelCorrection, ModelInfo

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +132,29 @@ def accuracy(bundle: ModelBundle, frames: Sequence[Frame]) -> float:
     return hits / len(frames)
 
 
+def cached_model(path: Path, key: dict, arch: str, train: Callable[[], tuple[ModelBundle, dict]],
+                 progress: bool = True, force: bool = False) -> Path:
+    """``path`` if it holds a loadable model saved with this cache ``key``; else call
+    ``train()`` (returns the bundle and metrics), save its model with the key, return ``path``."""
+    say = print if progress else (lambda *_a, **_k: None)
+    if path.exists() and not force:
+        try:
+            load_checkpoint(path, expected_arch=arch)
+            if read_extra(path).get("cache_key") == key:
+                say(f"[pretrain] using cached model {path}", flush=True)
+                return path
+            say(f"[pretrain] cached {path} was made with other settings; retraining", flush=True)
+        except (CheckpointError, OSError, RuntimeError) as exc:
+            say(f"[pretrain] cached {path} unusable ({exc}); retraining", flush=True)
+    t0 = time.monotonic()
+    bundle, metrics = train()
+    extra = {"cache_key": key, "seconds": time.monotonic() - t0, **metrics}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(path, bundle, extra=extra)
+    say(f"[pretrain] saved {path} in {extra['seconds']:.1f} s", flush=True)
+    return path
+
+
 def pretrain(data_dir: Path, arch: str = DEFAULT_ARCH, seed: int = 0,
              frames: int = DEFAULT_FRAMES, epochs: int = DEFAULT_EPOCHS,
              input_size: int = DEFAULT_INPUT_SIZE, progress: bool = True,
@@ -142,32 +165,22 @@ def pretrain(data_dir: Path, arch: str = DEFAULT_ARCH, seed: int = 0,
     key = {"arch": arch, "seed": int(seed), "input_size": int(input_size),
            "world_version": WORLD_VERSION, "frames": int(frames), "epochs": int(epochs),
            "recipe": RECIPE}
-    say = print if progress else (lambda *_a, **_k: None)
-    if path.exists() and not force:
-        try:
-            load_checkpoint(path, expected_arch=arch)
-            if read_extra(path).get("cache_key") == key:
-                say(f"[pretrain] using cached starting model {path}", flush=True)
-                return path
-            say(f"[pretrain] cached {path} was made with other settings; retraining", flush=True)
-        except (CheckpointError, OSError, RuntimeError) as exc:
-            say(f"[pretrain] cached {path} unusable ({exc}); retraining", flush=True)
-    world = SyntheticWorld(seed)
-    first = world.scenarios[0]
-    names = world.class_names_seen_in(first)
-    say(f"[pretrain] rendering {frames} frames of scenario {first.name!r} "
-        f"({len(names)} classes), training {arch} at {input_size}px for {epochs} epochs",
-        flush=True)
-    t0 = time.monotonic()
-    train = world.frames(first.name, frames, split="train")
-    val = world.frames(first.name, min(VAL_FRAMES, max(8, frames // 4)), split="val")
-    bundle, metrics = train_base_model(train, names, arch, seed, epochs, input_size, progress,
-                                       val_frames=val)
-    extra = {"cache_key": key, "scenario": first.name, "seconds": time.monotonic() - t0,
-             **metrics}
-    save_checkpoint(path, bundle, extra=extra)
-    say(f"[pretrain] saved {path} in {extra['seconds']:.1f} s", flush=True)
-    return path
+
+    def train() -> tuple[ModelBundle, dict]:
+        world = SyntheticWorld(seed)
+        first = world.scenarios[0]
+        names = world.class_names_seen_in(first)
+        if progress:
+            print(f"[pretrain] rendering {frames} frames of scenario {first.name!r} "
+                  f"({len(names)} classes), training {arch} at {input_size}px for {epochs} "
+                  "epochs", flush=True)
+        data = world.frames(first.name, frames, split="train")
+        val = world.frames(first.name, min(VAL_FRAMES, max(8, frames // 4)), split="val")
+        bundle, metrics = train_base_model(data, names, arch, seed, epochs, input_size,
+                                           progress, val_frames=val)
+        return bundle, {"scenario": first.name, **metrics}
+
+    return cached_model(path, key, arch, train, progress, force)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,12 +1,18 @@
 """A deterministic synthetic household-object stream (numpy + OpenCV), for tests and the benchmark.
 
-Each frame shows ONE household object drawn procedurally (shape, colour, texture; random pose,
-scale, position, mirror, partial occlusion) over a room background, then goes through the scene's
+Each frame shows ONE household object drawn procedurally (shape, colour, texture; pose, scale,
+position, mirror, partial occlusion) over a room background, then goes through the scene's
 lighting and camera model. The default schedule shifts what a model trained on the first scenario
 has seen: dimmer and greyscale (IR) lighting, a new room, a noisy blurry camera, objects the model
 never saw, and finally the first scenario again (to expose forgetting). Objects differ mostly by
 SHAPE, so a model can learn every scenario; in the first scenario colour is a shortcut too, which
 is why the starting model breaks under greyscale light.
+
+A robot's camera looks at one thing for seconds: the stream shows each object for a *run* of
+``run_frames`` frames (8-32 by default: 1-4 s at the camera's 8 fps), one object instance with
+its colours, clutter and occluder kept, while the pose, the camera's window on the room and the
+light drift a little from frame to frame; sensor noise is new in every frame. Training splits
+("train", "val") are i.i.d. views instead, the way a dataset is collected.
 
 Every frame is a pure function of (seed, split, scenario position, frame number): same seed, same
 bytes, whatever was rendered before.
@@ -21,13 +27,16 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-WORLD_VERSION = 2  # bump when rendering changes: it is part of the cached starting model's key
+from etuner_ros.sim.shapes import CLASS_PALETTES, SHAPES, Prim
+
+WORLD_VERSION = 3  # bump when rendering changes: it is part of the cached starting model's key
 ROOMS = ("kitchen", "living_room", "bedroom", "bathroom")
 LIGHTINGS = ("day", "dim", "night_grey")
 BASE_CLASSES = ("cup", "bottle", "book", "phone", "glasses", "pill_box", "remote", "keys")
 NEW_CLASSES = ("walker", "medicine_bottle")
 _SHIFT = 4  # cv2 sub-pixel bits: smooth poses at 128x96
 _UPRIGHT = {"cup": 15, "bottle": 15, "medicine_bottle": 15, "walker": 8, "book": 30}
+RUN_FRAMES = (8, 32)  # frames one object stays in view: 1-4 s at the sim camera's 8 fps
 
 
 @dataclass(frozen=True)
@@ -85,18 +94,39 @@ class Frame:
 _Room = tuple[np.ndarray, list[tuple[int, int, int]]]  # texture larger than a frame, clutter
 
 
+@dataclass(frozen=True, eq=False)
+class _View:
+    """One frame's scene parameters; a run keeps clutter, colours and occluder."""
+
+    window: np.ndarray  # (row, col) of the camera's window on the room texture
+    clutter: list  # (colour, centre, axes, angle) ellipses
+    size: float  # object size in pixels
+    angle: float  # radians
+    mirror: float
+    stretch: float
+    centre: np.ndarray  # (x, y) pixels
+    roles: dict  # colour per palette role
+    occluder: tuple | None  # (colour, width share, height share, side)
+    light: np.ndarray  # day: RGB gains; dim: (intensity, ., .); night: (offset, contrast, 0)
+
+
 class SyntheticWorld:
     """Seeded household world: ``stream()`` for the benchmark, ``frames()`` for training sets."""
 
     def __init__(self, seed: int, image_size: tuple[int, int] | int = (128, 96),
-                 scenarios: list[Scenario] | None = None) -> None:
+                 scenarios: list[Scenario] | None = None,
+                 run_frames: tuple[int, int] = RUN_FRAMES) -> None:
         if isinstance(image_size, int):
             image_size = (image_size, image_size)
         w, h = (int(v) for v in image_size)
         if w < 16 or h < 16:
             raise ValueError(f"image_size {image_size} too small (min 16x16)")
+        lo, hi = (int(v) for v in run_frames)
+        if not 1 <= lo <= hi:
+            raise ValueError(f"run_frames {run_frames}: need 1 <= shortest <= longest")
         self.seed = int(seed)
         self.image_size = (w, h)
+        self.run_frames = (lo, hi)
         self.scenarios = list(scenarios) if scenarios is not None else default_scenarios()
         if not self.scenarios:
             raise ValueError("a world needs at least one scenario")
@@ -134,8 +164,10 @@ class SyntheticWorld:
 
     def frames(self, scenario: str, n: int, *, split: str = "stream",
                start_index: int = 0) -> list[Frame]:
-        """``n`` frames of one scenario. Another ``split`` (e.g. "train", "val") draws frames
-        independent of the stream's, so a model pretrained on them is not tested on its data."""
+        """``n`` frames of one scenario. The "stream" split shows objects in runs (see the
+        module docstring), classes balanced over runs; another ``split`` (e.g. "train", "val")
+        draws i.i.d. views independent of the stream's, so a model pretrained on them is not
+        tested on its data."""
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
         pos, sc = self._by_name.get(scenario, (None, None))
@@ -143,29 +175,103 @@ class SyntheticWorld:
             raise KeyError(f"no scenario {scenario!r}; have {list(self._by_name)}")
         key = zlib.crc32(split.encode())
         order = np.random.default_rng([self.seed, key, pos, 1 << 20])
-        labels = np.resize(np.array(sc.classes), n)  # balanced, then shuffled
-        order.shuffle(labels)
-        return [Frame(start_index + i, self.render(sc, str(lab),
-                                                   np.random.default_rng([self.seed, key, pos, i])),
-                      str(lab), sc.name)
-                for i, lab in enumerate(labels)]
+        lo, hi = self.run_frames if split == "stream" else (1, 1)
+        runs: list[tuple[str, int]] = []  # (label, length): classes cycle in shuffled rounds
+        total = 0
+        while total < n:
+            labels = list(sc.classes)
+            order.shuffle(labels)
+            for lab in labels:
+                if total >= n:
+                    break
+                length = min(int(order.integers(lo, hi + 1)), n - total)
+                runs.append((str(lab), length))
+                total += length
+        out: list[Frame] = []
+        for r, (lab, length) in enumerate(runs):
+            rng = np.random.default_rng([self.seed, key, pos, r])
+            view = self._view(sc, lab, rng)
+            for k in range(length):
+                if k:
+                    view = self._step(view, lab, rng)
+                out.append(Frame(start_index + len(out), self._draw(sc, lab, view, rng), lab,
+                                 sc.name))
+        return out
 
     def render(self, scenario: Scenario, label: str, rng: np.random.Generator) -> np.ndarray:
-        """One RGB uint8 frame of ``label`` in ``scenario``; all randomness comes from ``rng``."""
+        """One RGB uint8 frame of ``label`` in ``scenario`` (a fresh view); all randomness
+        comes from ``rng``."""
+        return self._draw(scenario, label, self._view(scenario, label, rng), rng)
+
+    def _view(self, sc: Scenario, label: str, rng: np.random.Generator) -> _View:
+        """Everything a run keeps (object instance, clutter, occluder) and where its drifting
+        parts (camera window, pose, light) start."""
         w, h = self.image_size
-        texture, clutter = self._room(scenario.room)
+        texture, clutter = self._room(sc.room)
         th, tw = texture.shape[:2]
-        oy, ox = int(rng.integers(0, th - h + 1)), int(rng.integers(0, tw - w + 1))
-        img = texture[oy:oy + h, ox:ox + w].copy()  # a random window: the camera moves
-        for _ in range(int(rng.integers(0, 3))):  # small background clutter, not an object class
+        window = np.array([rng.integers(0, th - h + 1), rng.integers(0, tw - w + 1)], float)
+        things = []
+        for _ in range(int(rng.integers(0, 3))):  # small background clutter, not a class
             colour = clutter[int(rng.integers(len(clutter)))]
             c = (int(rng.integers(0, w)), int(rng.integers(h // 2, h)))
             axes = (int(rng.integers(3, w // 10)), int(rng.integers(2, h // 12)))
-            cv2.ellipse(img, c, axes, float(rng.uniform(0, 180)), 0, 360, colour, -1, cv2.LINE_AA)
-        bbox = _draw_object(img, label, rng)
-        if rng.random() < scenario.occlusion:
-            _occlude(img, bbox, clutter, rng)
-        return _camera(img, scenario, rng)
+            things.append((colour, c, axes, float(rng.uniform(0, 180))))
+        big = label == "walker"
+        size = h * (rng.uniform(0.78, 0.95) if big else rng.uniform(0.5, 0.75))
+        limit = _UPRIGHT.get(label, 60 if label != "keys" else 180)
+        angle = np.deg2rad(rng.uniform(-limit, limit))
+        mirror = -1.0 if rng.random() < 0.5 else 1.0
+        stretch = rng.uniform(0.9, 1.1)
+        margin = 0.25 if not big else 0.45
+        centre = np.array([w * rng.uniform(margin, 1 - margin), h * rng.uniform(0.35, 0.65)])
+        palette = CLASS_PALETTES[label]
+        roles = {role: _jitter(opts[int(rng.integers(len(opts)))], rng, 18)
+                 for role, opts in palette.items()}
+        occluder = None
+        if rng.random() < sc.occlusion:
+            colour = (_jitter((224, 172, 140), rng, 20) if rng.random() < 0.5  # a hand
+                      else clutter[int(rng.integers(len(clutter)))])
+            occluder = (colour, rng.uniform(0.15, 0.35), rng.uniform(0.15, 0.35),
+                        int(rng.integers(4)))
+        if sc.lighting == "day":
+            light = rng.uniform(0.9, 1.1) * rng.uniform(0.95, 1.05, 3)
+        elif sc.lighting == "dim":
+            light = np.full(3, rng.uniform(0.3, 0.42))
+        else:
+            light = np.array([rng.uniform(80, 105), rng.uniform(0.5, 0.62), 0.0])
+        return _View(window, things, size, angle, mirror, stretch, centre, roles, occluder,
+                     light)
+
+    def _step(self, v: _View, label: str, rng: np.random.Generator) -> _View:
+        """The next frame of a run: the robot sways, the object turns a little, light flickers."""
+        w, h = self.image_size
+        th, tw = self._room("kitchen")[0].shape[:2]  # every room texture has one size
+        window = np.clip(v.window + rng.normal(0, 1.0, 2), 0, [th - h, tw - w])
+        limit = np.deg2rad(_UPRIGHT.get(label, 60 if label != "keys" else 180))
+        angle = float(np.clip(v.angle + np.deg2rad(rng.normal(0, 2.0)), -limit, limit))
+        lo, hi = (0.74, 0.97) if label == "walker" else (0.48, 0.77)
+        size = float(np.clip(v.size * np.exp(rng.normal(0, 0.015)), lo * h, hi * h))
+        margin = 0.25 if label != "walker" else 0.45
+        centre = np.clip(v.centre + rng.normal(0, 0.8, 2), [w * margin, h * 0.35],
+                         [w * (1 - margin), h * 0.65])
+        light = v.light * (1 + rng.normal(0, 0.01, 3)) if v.light[2] else \
+            v.light * np.array([1 + rng.normal(0, 0.01), 1 + rng.normal(0, 0.01), 0.0])
+        return _View(window, v.clutter, size, angle, v.mirror, v.stretch, centre, v.roles,
+                     v.occluder, light)
+
+    def _draw(self, sc: Scenario, label: str, v: _View, rng: np.random.Generator) -> np.ndarray:
+        """Render a view: room window, clutter, object, occluder, then the camera (whose sensor
+        noise comes from ``rng``)."""
+        w, h = self.image_size
+        texture, _ = self._room(sc.room)
+        oy, ox = (int(np.rint(c)) for c in v.window)
+        img = texture[oy:oy + h, ox:ox + w].copy()  # the camera's window on the room
+        for colour, c, axes, ang in v.clutter:
+            cv2.ellipse(img, c, axes, ang, 0, 360, colour, -1, cv2.LINE_AA)
+        bbox = _draw_object(img, label, v)
+        if v.occluder is not None:
+            _occlude(img, bbox, v.occluder)
+        return _camera(img, sc, v.light, rng)
 
     def _room(self, room: str) -> _Room:
         if room not in self._rooms:
@@ -175,30 +281,21 @@ class SyntheticWorld:
         return self._rooms[room]
 
 
-def _draw_object(img: np.ndarray, label: str, rng: np.random.Generator) -> tuple[int, ...]:
-    """Draw ``label`` with a random pose; returns its pixel bounding box (x0, y0, x1, y1)."""
+def _draw_object(img: np.ndarray, label: str, v: _View) -> tuple[int, ...]:
+    """Draw ``label`` in the view's pose; returns its pixel bounding box (x0, y0, x1, y1)."""
     h, w = img.shape[:2]
-    big = label == "walker"
-    size = h * (rng.uniform(0.78, 0.95) if big else rng.uniform(0.5, 0.75))
-    limit = _UPRIGHT.get(label, 60 if label != "keys" else 180)
-    angle = np.deg2rad(rng.uniform(-limit, limit))
-    mirror = -1.0 if rng.random() < 0.5 else 1.0
-    stretch = rng.uniform(0.9, 1.1)
-    cos, sin = np.cos(angle) * size, np.sin(angle) * size
-    m = np.array([[cos * mirror * stretch, -sin], [sin * mirror * stretch, cos]])
-    margin = 0.25 if not big else 0.45
-    centre = np.array([w * rng.uniform(margin, 1 - margin), h * rng.uniform(0.35, 0.65)])
-    palette = CLASS_PALETTES[label]
-    roles = {role: _jitter(opts[int(rng.integers(len(opts)))], rng, 18)
-             for role, opts in palette.items()}
-    roles["shadow"] = tuple(int(v * 0.55) for v in img[h - 1, w // 2])
+    size = v.size
+    cos, sin = np.cos(v.angle) * size, np.sin(v.angle) * size
+    m = np.array([[cos * v.mirror * v.stretch, -sin], [sin * v.mirror * v.stretch, cos]])
+    roles = dict(v.roles)
+    roles["shadow"] = tuple(int(c * 0.55) for c in img[h - 1, w // 2])
     prims: list[Prim] = SHAPES[label]
     xs: list[np.ndarray] = []
     for offset in (np.array([0.04, 0.05]) * size, None):  # drop shadow first, then the object
         for prim in prims:
             if offset is not None and not prim.shadow:
                 continue
-            pts = prim.points @ m.T + centre + (0 if offset is None else offset)
+            pts = prim.points @ m.T + v.centre + (0 if offset is None else offset)
             ipts = np.round(pts * (1 << _SHIFT)).astype(np.int32)
             colour = roles["shadow"] if offset is not None else roles[prim.role]
             if prim.width <= 0:
@@ -214,29 +311,27 @@ def _draw_object(img: np.ndarray, label: str, rng: np.random.Generator) -> tuple
     return int(x0), int(y0), int(x1), int(y1)
 
 
-def _occlude(img: np.ndarray, bbox: tuple[int, ...], clutter: list[tuple[int, int, int]],
-             rng: np.random.Generator) -> None:
+def _occlude(img: np.ndarray, bbox: tuple[int, ...], occluder: tuple) -> None:
     """Cover up to about a third of the object from one side (a hand, a towel, a chair edge)."""
+    colour, fx, fy, side = occluder
     x0, y0, x1, y1 = bbox
-    colour = (_jitter((224, 172, 140), rng, 20) if rng.random() < 0.5  # a hand
-              else clutter[int(rng.integers(len(clutter)))])
-    dx, dy = int((x1 - x0) * rng.uniform(0.15, 0.35)), int((y1 - y0) * rng.uniform(0.15, 0.35))
+    dx, dy = int((x1 - x0) * fx), int((y1 - y0) * fy)
     x0, y0, x1, y1 = [(x0, y0, x0 + dx, y1), (x1 - dx, y0, x1, y1), (x0, y0, x1, y0 + dy),
-                      (x0, y1 - dy, x1, y1)][int(rng.integers(4))]
+                      (x0, y1 - dy, x1, y1)][side]
     cv2.rectangle(img, (x0 - 4, y0 - 4), (x1 + 4, y1 + 4), colour, -1, cv2.LINE_AA)
 
 
-def _camera(img: np.ndarray, sc: Scenario, rng: np.random.Generator) -> np.ndarray:
+def _camera(img: np.ndarray, sc: Scenario, light: np.ndarray,
+            rng: np.random.Generator) -> np.ndarray:
     """Lighting, then lens blur, then sensor noise, then 8-bit quantisation."""
     f = img.astype(np.float32)
     if sc.lighting == "day":
-        f *= (rng.uniform(0.9, 1.1) * rng.uniform(0.95, 1.05, 3)).astype(np.float32)
+        f *= light.astype(np.float32)
     elif sc.lighting == "dim":  # a warm bedside lamp in the evening
-        tint = np.array([1.0, 0.78, 0.5], np.float32) * rng.uniform(0.3, 0.42)
-        f = f * tint + 6.0
+        f = f * (np.array([1.0, 0.78, 0.5], np.float32) * np.float32(light[0])) + 6.0
     else:  # night_grey: the IR camera, greyscale and low contrast
         g = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float32)
-        g = rng.uniform(80, 105) + rng.uniform(0.5, 0.62) * (g - 128.0)
+        g = np.float32(light[0]) + np.float32(light[1]) * (g - 128.0)
         f = np.repeat(g[:, :, None], 3, axis=2)
     if sc.blur_sigma > 0:
         f = cv2.GaussianBlur(f, (0, 0), sc.blur_sigma)
@@ -288,111 +383,3 @@ def _make_room(room: str, w: int, h: int, rng: np.random.Generator) -> _Room:
         clutter = [(240, 240, 240), (60, 170, 190), (220, 200, 90), (150, 150, 160)]
     img[floor_y - 1:floor_y + 1] = (60, 50, 40)  # skirting line
     return cv2.GaussianBlur(img, (3, 3), 0.6), clutter
-
-
-# ----- object shapes: primitives in object units (long side ~1), y down, centred on 0 -----
-@dataclass(frozen=True)
-class Prim:
-    """A filled polygon (width 0) or a polyline of ``width`` object units, in a colour role."""
-
-    points: np.ndarray
-    role: str
-    width: float = 0.0
-    closed: bool = True
-    shadow: bool = False  # part of the silhouette that casts the drop shadow
-
-
-def _rect(x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
-    return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], float)
-
-
-def _ell(cx: float, cy: float, rx: float, ry: float, n: int = 20) -> np.ndarray:
-    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
-    return np.stack([cx + rx * np.cos(t), cy + ry * np.sin(t)], 1)
-
-
-def _pl(*xy: float) -> np.ndarray:
-    return np.array(xy, float).reshape(-1, 2)
-
-
-def _shapes() -> dict[str, list[Prim]]:
-    P = Prim
-    key_blade = _pl(0.0, -0.04, 0.42, -0.04, 0.42, 0.0, 0.36, 0.0, 0.33, 0.04, 0.28, 0.0,
-                    0.22, 0.05, 0.17, 0.0, 0.0, 0.02)
-    rot = np.array([[0.5, -0.87], [0.87, 0.5]])  # second key hangs at 60 degrees
-    s: dict[str, list[Prim]] = {
-        "cup": [P(_pl(-0.28, -0.35, 0.28, -0.35, 0.22, 0.38, -0.22, 0.38), "body", shadow=True),
-                P(_ell(0.34, 0.0, 0.13, 0.17), "body", 0.07),
-                P(_ell(0.0, -0.35, 0.28, 0.06), "light"), P(_ell(0.0, -0.34, 0.23, 0.04), "dark"),
-                P(_rect(-0.19, -0.28, -0.13, 0.3), "light")],
-        "bottle": [P(_pl(-0.16, 0.5, -0.16, -0.14, -0.07, -0.3, -0.07, -0.45, 0.07, -0.45,
-                         0.07, -0.3, 0.16, -0.14, 0.16, 0.5), "body", shadow=True),
-                   P(_rect(-0.08, -0.53, 0.08, -0.45), "accent"),
-                   P(_rect(-0.16, 0.05, 0.16, 0.3), "light"),
-                   P(_rect(-0.11, -0.1, -0.07, 0.45), "light")],
-        "book": [P(_rect(-0.34, -0.48, 0.34, 0.48), "body", shadow=True),
-                 P(_rect(-0.34, -0.48, -0.25, 0.48), "dark"),
-                 P(_rect(-0.17, -0.3, 0.26, -0.14), "accent"),
-                 P(_rect(-0.25, 0.43, 0.34, 0.48), "light"),
-                 P(_pl(-0.14, 0.1, 0.22, 0.1), "accent", 0.025, closed=False)],
-        "phone": [P(_rect(-0.24, -0.48, 0.24, 0.48), "body", shadow=True),
-                  P(_rect(-0.2, -0.4, 0.2, 0.38), "screen"),
-                  P(_ell(0.0, -0.44, 0.025, 0.025, 8), "light"),
-                  P(_rect(-0.14, -0.3, 0.14, -0.22), "light")],
-        "glasses": [P(_ell(-0.25, 0.0, 0.2, 0.15), "lens"), P(_ell(0.25, 0.0, 0.2, 0.15), "lens"),
-                    P(_ell(-0.25, 0.0, 0.2, 0.15), "body", 0.05, shadow=True),
-                    P(_ell(0.25, 0.0, 0.2, 0.15), "body", 0.05, shadow=True),
-                    P(_pl(-0.06, -0.04, 0.0, -0.08, 0.06, -0.04), "body", 0.045, closed=False),
-                    P(_pl(-0.45, -0.04, -0.55, -0.12), "body", 0.04, closed=False),
-                    P(_pl(0.45, -0.04, 0.55, -0.12), "body", 0.04, closed=False)],
-        "pill_box": [P(_rect(-0.5, -0.15, 0.5, 0.15), "body", shadow=True)]
-        + [P(_rect(-0.47 + i * 0.135, -0.12, -0.47 + i * 0.135 + 0.11, 0.12),
-             ("accent", "light", "screen")[i % 3]) for i in range(7)],
-        "remote": [P(_rect(-0.11, -0.5, 0.11, 0.5), "body", shadow=True),
-                   P(_ell(0.0, -0.4, 0.04, 0.04, 10), "accent"),
-                   P(_ell(0.0, -0.2, 0.075, 0.075, 14), "light")]
-        + [P(_ell(x, y, 0.025, 0.025, 8), "light")
-           for x in (-0.06, 0.0, 0.06) for y in (0.0, 0.1, 0.2, 0.3, 0.4)],
-        "keys": [P(_ell(-0.32, 0.0, 0.14, 0.14), "metal", 0.035, shadow=True),
-                 P(_ell(-0.08, -0.02, 0.09, 0.09), "body", shadow=True),
-                 P(key_blade - np.array([0.0, 0.02]), "body", shadow=True),
-                 P(_ell(-0.08, -0.02, 0.03, 0.03, 8), "dark"),
-                 P(_ell(-0.22, 0.13, 0.08, 0.08), "metal", shadow=True),
-                 P(key_blade * 0.9 @ rot.T + (-0.2, 0.16), "metal", shadow=True)],
-        "walker": [P(_pl(-0.35, -0.45, 0.35, -0.45), "metal", 0.06, closed=False, shadow=True),
-                   P(_pl(-0.35, -0.45, -0.42, 0.45), "metal", 0.05, closed=False, shadow=True),
-                   P(_pl(0.35, -0.45, 0.42, 0.45), "metal", 0.05, closed=False, shadow=True),
-                   P(_pl(-0.26, -0.36, -0.28, 0.4), "metal", 0.03, closed=False),
-                   P(_pl(0.26, -0.36, 0.28, 0.4), "metal", 0.03, closed=False),
-                   P(_pl(-0.38, 0.05, 0.38, 0.05), "metal", 0.04, closed=False),
-                   P(_rect(-0.42, -0.5, -0.28, -0.4), "dark"),
-                   P(_rect(0.28, -0.5, 0.42, -0.4), "dark"),
-                   P(_ell(-0.42, 0.45, 0.06, 0.06, 12), "dark"),
-                   P(_ell(0.42, 0.45, 0.06, 0.06, 12), "dark")],
-        "medicine_bottle": [P(_rect(-0.22, -0.2, 0.22, 0.4), "body", shadow=True),
-                            P(_rect(-0.26, -0.42, 0.26, -0.2), "light", shadow=True),
-                            P(_rect(-0.22, -0.04, 0.22, 0.26), "light")]
-        + [P(_pl(x, -0.4, x, -0.22), "dark", 0.015, closed=False) for x in (-0.15, 0.0, 0.15)]
-        + [P(_pl(-0.15, y, 0.15, y), "dark", 0.02, closed=False) for y in (0.05, 0.15)],
-    }
-    return s
-
-
-SHAPES = _shapes()
-# Colour options per role (RGB); a frame picks one option per role, then jitters it.
-_DARK, _LIGHT = [(30, 28, 30)], [(236, 236, 230)]
-CLASS_PALETTES: dict[str, dict[str, list[tuple[int, int, int]]]] = {
-    "cup": {"body": [(200, 40, 40), (210, 80, 40)], "light": _LIGHT, "dark": [(70, 40, 25)]},
-    "bottle": {"body": [(40, 150, 70), (60, 170, 110)], "accent": [(30, 60, 180)],
-               "light": _LIGHT},
-    "book": {"body": [(40, 70, 170), (30, 100, 150)], "dark": [(20, 30, 80)],
-             "accent": [(230, 200, 60)], "light": _LIGHT},
-    "phone": {"body": _DARK, "screen": [(60, 170, 220), (80, 120, 230)], "light": [(90, 90, 95)]},
-    "glasses": {"body": [(70, 40, 20), (25, 25, 25)], "lens": [(190, 210, 220)]},
-    "pill_box": {"body": [(150, 50, 160)], "accent": [(240, 120, 200)], "light": _LIGHT,
-                 "screen": [(120, 200, 240)]},
-    "remote": {"body": [(75, 75, 80)], "accent": [(220, 30, 30)], "light": [(170, 170, 175)]},
-    "keys": {"body": [(215, 180, 60)], "metal": [(180, 180, 185)], "dark": _DARK},
-    "walker": {"metal": [(190, 192, 198)], "dark": _DARK},
-    "medicine_bottle": {"body": [(200, 110, 20)], "light": _LIGHT, "dark": [(60, 60, 60)]},
-}

@@ -31,7 +31,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from etuner_ros.core.checkpoint import save_checkpoint
-from etuner_ros.core.labels import ClassPolicy
+from etuner_ros.core.class_names import ClassPolicy
 from etuner_ros.core.model import ModelBundle, build_model
 from etuner_ros.core.store import Correction, SampleStore
 from etuner_ros.msg import Detection, DetectionArray, LabelCorrection, ModelInfo

@@ -20,7 +20,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from std_msgs.msg import Header
 
-from etuner_ros.core.labels import normalise_class
+from etuner_ros.core.class_names import normalise_class
 from etuner_ros.core.store import SampleStore
 from etuner_ros.msg import LabelCorrection
 from etuner_ros.ros.image import rgb_to_image

@@ -1,4 +1,4 @@
-"""--quick benchmark end to end, on the synthetic stream and on a folder-of-images stream."""
+"""--quick benchmark end to end (synthetic and folder streams), and its reproducibility."""
 
 from __future__ import annotations
 
@@ -9,6 +9,12 @@ import numpy as np
 import pytest
 
 from etuner_ros.bench.__main__ import main
+from etuner_ros.bench.aggregate import aggregate, gap_closed
+from etuner_ros.bench.clock import DEVICE_FLOPS_PER_S, ROUND_FIXED_S, round_seconds
+from etuner_ros.bench.config import quick_config
+from etuner_ros.bench.runner import run_policy
+from etuner_ros.bench.suite import load_stream, prepare_start
+from etuner_ros.core.checkpoint import load_checkpoint
 from etuner_ros.core.policies import POLICY_NAMES
 
 
@@ -17,10 +23,19 @@ def check_results(out):
     assert set(res["policies"]) == set(POLICY_NAMES)
     for name, p in res["policies"].items():
         for key in ("tune_seconds", "energy_joules", "energy_source", "rounds", "avg_accuracy",
-                    "accuracy_per_scenario", "train_flops", "deferred", "merged"):
+                    "accuracy_per_scenario", "train_flops", "deferred", "merged",
+                    "avg_accuracy_sd", "cpu_seconds", "device_seconds", "gap_closed",
+                    "per_seed", "recurring_vs_start"):
             assert key in p, (name, key)
         assert 0.0 <= p["avg_accuracy"] <= 1.0
-        assert p["tune_seconds"] >= 0 and p["energy_joules"] >= 0
+        assert p["tune_seconds"] >= 0 and p["energy_joules"] >= 0 and p["cpu_seconds"] >= 0
+        assert set(p["per_seed"]) == {str(s) for s in res["seeds"]}
+        mean = np.mean([e["avg_accuracy"] for e in p["per_seed"].values()])
+        assert p["avg_accuracy"] == pytest.approx(mean)
+    ref = res["reference"]["hindsight"]
+    assert 0.0 <= ref["avg_accuracy"] <= 1.0 and ref["n_labels"] > 0
+    for key in ("time_x", "cpu_x", "energy_x", "flops_x", "accuracy_pts"):
+        assert key in res["ratios"]["etuner"], key
     assert res["policies"]["none"]["rounds"] == 0
     assert res["policies"]["immediate"]["rounds"] >= 1
     assert res["ratios"]["immediate"]["time_x"] == pytest.approx(1.0)
@@ -33,10 +48,12 @@ def check_results(out):
 
 def test_quick_synthetic(tmp_path):
     out = tmp_path / "out"
-    assert main(["--quick", "--quiet", "--out", str(out), "--data-dir",
-                 str(tmp_path / "cache")]) == 0
+    assert main(["--quick", "--quiet", "--stream", "synthetic", "--seed", "0", "--seed", "1",
+                 "--jobs", "2", "--out", str(out), "--data-dir", str(tmp_path / "cache")]) == 0
     res = check_results(out)
+    assert res["seeds"] == [0, 1]
     assert len(res["stream"]["scenarios"]) >= 2
+    assert res["recurring_scenarios"] == {"day_kitchen_again": "day_kitchen"}
 
 
 def test_quick_folder_stream(tmp_path):
@@ -51,6 +68,61 @@ def test_quick_folder_stream(tmp_path):
                 cv2.circle(img, (24, 20), 10 + i % 4, tuple(int(v + shift) for v in colour), -1)
                 cv2.imwrite(str(d / f"{i}.png"), img)
     out = tmp_path / "out"
-    assert main(["--quick", "--quiet", "--stream", str(root), "--out", str(out)]) == 0
+    assert main(["--quick", "--quiet", "--stream", str(root), "--seed", "0", "--jobs", "1",
+                 "--out", str(out), "--data-dir", str(tmp_path / "cache")]) == 0
     res = check_results(out)
     assert res["stream"]["scenarios"] == ["a_day", "b_night"]
+
+
+def test_same_seed_same_accuracy(tmp_path):
+    """The stream clock charges counted work, not wall time: two runs of one seed agree
+    frame by frame and round by round, whatever else the machine is doing."""
+    cfg = quick_config(5)
+    stream = load_stream("synthetic", cfg)
+    path = prepare_start("synthetic", cfg, tmp_path, progress=False)
+    start = load_checkpoint(path)
+    for name in ("periodic", "etuner"):
+        a, b = (run_policy(name, stream, start, cfg) for _ in range(2))
+        assert a.rounds, name
+        assert np.array_equal(a.correct, b.correct), name
+        assert [r["end"] for r in a.rounds] == [r["end"] for r in b.rounds], name
+        assert a.device_seconds == b.device_seconds and a.train_flops == b.train_flops
+
+
+def _entry(acc: float, recur: float, cpu: float) -> dict:
+    keys = ("tune_seconds", "device_seconds", "energy_joules", "rounds", "rounds_accepted",
+            "train_flops", "deferred", "merged", "overhead_seconds", "wall_seconds")
+    return {**dict.fromkeys(keys, cpu), "cpu_seconds": cpu, "avg_accuracy": acc,
+            "energy_source": "cpu-time-model",
+            "accuracy_per_scenario": {"a": acc, "a_again": recur}}
+
+
+def test_aggregate_means_spread_gap_closed_and_recurring():
+    per_seed = {0: {"none": _entry(0.4, 0.9, 0.0), "immediate": _entry(0.5, 0.8, 10.0),
+                    "etuner": _entry(0.6, 0.9, 2.0)},
+                1: {"none": _entry(0.6, 0.9, 0.0), "immediate": _entry(0.7, 0.8, 30.0),
+                    "etuner": _entry(0.8, 0.88, 4.0)}}
+    ref = {0: {"avg_accuracy": 0.9, "accuracy_unseen": 0.8, "n_labels": 10,
+               "accuracy_per_scenario": {"a": 0.9}},
+           1: {"avg_accuracy": 0.9, "accuracy_unseen": 0.8, "n_labels": 12,
+               "accuracy_per_scenario": {"a": 0.9}}}
+    res = aggregate(per_seed, ref, {"a_again": "a"})
+    et = res["policies"]["etuner"]
+    assert et["avg_accuracy"] == pytest.approx(0.7)
+    assert et["avg_accuracy_sd"] == pytest.approx(np.std([0.6, 0.8], ddof=1))
+    assert et["gap_closed"] == pytest.approx((0.7 - 0.5) / (0.9 - 0.5))
+    assert et["recurring_vs_start"] == pytest.approx(-1.0)
+    assert res["policies"]["immediate"]["recurring_vs_start"] == pytest.approx(-10.0)
+    assert set(et["per_seed"]) == {"0", "1"}
+    r = res["ratios"]["etuner"]
+    assert r["cpu_x"] == pytest.approx(3.0 / 20.0)
+    assert r["accuracy_pts"] == pytest.approx(10.0)
+    assert res["reference"]["hindsight"]["n_labels"] == pytest.approx(11)
+    assert gap_closed(0.5, 0.5, 0.5) is None
+
+
+def test_round_seconds_is_work_at_the_device_speed():
+    assert round_seconds(0.0) == ROUND_FIXED_S
+    assert round_seconds(2 * DEVICE_FLOPS_PER_S) == pytest.approx(2.0 + ROUND_FIXED_S)
+    with pytest.raises(ValueError):
+        round_seconds(-1.0)

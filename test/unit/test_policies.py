@@ -18,7 +18,7 @@ def obs(**kw) -> Observation:
 
 def test_registry_builds_every_policy_and_rejects_unknown():
     assert set(POLICY_NAMES) == {"none", "immediate", "periodic", "lazytune", "simfreeze",
-                                 "etuner"}
+                                 "etuner", "adabn", "immediate_adabn"}
     for name in POLICY_NAMES:
         p = make_policy(name)
         assert p.name == name
@@ -107,3 +107,24 @@ def test_etuner_adapts_bn_only_when_the_camera_statistics_moved():
     assert not p.decide(obs(pending_labels=0, input_shift=0.1)).tune
     full = p.decide(obs(recent_accuracy=0.1, pending_labels=10, input_shift=0.8))
     assert full.tune and not full.bn_only  # a due full round includes AdaBN anyway
+
+
+def test_adabn_never_trains_and_adapts_only_on_a_shift():
+    p = make_policy("adabn")
+    assert p.label_free and p.adapts_bn and not p.adabn_in_rounds
+    assert not p.decide(obs(pending_labels=500, input_shift=0.1)).tune  # labels never train it
+    d = p.decide(obs(pending_labels=0, input_shift=0.8))
+    assert d.tune and d.bn_only and "adapt BN" in d.reason
+    with pytest.raises(ValueError, match="adapt_shift"):
+        make_policy("adabn", adapt_shift=0.0)
+
+
+def test_immediate_adabn_is_immediate_plus_the_same_bn_rule():
+    p, e = make_policy("immediate_adabn"), make_policy("etuner")
+    assert p.adapts_bn and p.adabn_in_rounds and not p.label_free
+    assert p.adapt_shift == e.adapt_shift  # the same BN re-estimation as etuner's
+    d = p.decide(obs(pending_labels=3, input_shift=0.8))
+    assert d.tune and not d.bn_only  # immediate's round first (it re-estimates BN itself)
+    d = p.decide(obs(pending_labels=0, input_shift=0.8))
+    assert d.tune and d.bn_only
+    assert not p.decide(obs(pending_labels=0, input_shift=0.1)).tune

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from etuner_ros.core.labels import ClassPolicy
+from etuner_ros.core.class_names import ClassPolicy
 from etuner_ros.core.store import Correction, SampleStore
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import cv2
@@ -105,3 +106,39 @@ def test_folder_stream_errors_name_the_path(tmp_path, case, match):
     with pytest.raises(ValueError, match=match) as err:
         folder_stream(root)
     assert str(bad) in str(err.value)
+
+
+def _textured_tree(root: Path, n: int = 6) -> Path:
+    rng = np.random.default_rng(0)
+    for scenario in ("a", "b"):
+        for cls in ("cup", "keys"):
+            d = root / scenario / cls
+            d.mkdir(parents=True)
+            for i in range(n):
+                img = rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)
+                assert cv2.imwrite(str(d / f"{i}.png"), cv2.GaussianBlur(img, (5, 5), 2))
+    return root
+
+
+def test_folder_stream_runs_of_frames(tmp_path):
+    """--run-seconds on a folder: each image stays in view for a run of slightly moving
+    frames; a scenario keeps as many frames as it has images."""
+    root = _textured_tree(tmp_path / "r")
+    s = folder_stream(root, seed=0, run_frames=(3, 5))
+    assert [f.scenario for f in s.frames] == ["a"] * 12 + ["b"] * 12
+    labels = [f.label for f in s.frames[:12]]
+    runs = [len(list(g)) for _, g in itertools.groupby(labels)]
+    assert len(runs) < 12 and all(r >= 3 for r in runs[:-1])
+    a, b = s.frames[0].image.astype(int), s.frames[1].image.astype(int)
+    assert 0 < np.abs(a - b).mean() < 40  # the same image, moved a little
+    again = folder_stream(root, seed=0, run_frames=(3, 5))
+    assert all(x.image.tobytes() == y.image.tobytes() for x, y in zip(s.frames, again.frames,
+                                                                     strict=True))
+    with pytest.raises(ValueError, match="run_frames"):
+        folder_stream(root, run_frames=(5, 3))
+
+
+def test_recurring_scenarios_are_found_by_settings():
+    s = synthetic_stream(seed=0, frames_per_scenario=1)
+    assert s.description["recurring"] == {"day_kitchen_again": "day_kitchen"}
+    assert s.description["run_frames"] == [8, 32]

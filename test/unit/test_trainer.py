@@ -108,3 +108,114 @@ def test_validation_weights_favour_the_newest_samples():
     w = recency_weights(17, 8.0)
     assert float(w[-1]) == 1.0 and abs(float(w[-9]) - 0.5) < 1e-6 and bool((w[1:] > w[:-1]).all())
     assert torch.equal(recency_weights(5, 0.0), torch.ones(5))
+
+
+def test_class_balanced_weights_give_every_class_the_same_total():
+    from etuner_ros.core.trainer import class_balanced_weights
+
+    y = torch.tensor([0, 0, 0, 0, 1, 2, 2])
+    w = class_balanced_weights(y)
+    totals = [float(w[y == c].sum()) for c in (0, 1, 2)]
+    assert max(totals) - min(totals) < 1e-5 and abs(float(w.mean()) - 1.0) < 1e-5
+    w2 = class_balanced_weights(y, torch.tensor([1.0, 1, 1, 1, 1, 0.5, 1.5]))
+    assert abs(float(w2[5] / w2[6]) - 1 / 3) < 1e-5  # within a class the given ratio stays
+
+
+def test_balanced_accuracy_is_not_fooled_by_a_one_class_run():
+    from etuner_ros.core.trainer import accuracy
+
+    class Always0(torch.nn.Module):
+        def forward(self, x):
+            return torch.stack([torch.ones(x.shape[0]), torch.zeros(x.shape[0])], 1)
+
+    y = torch.tensor([0] * 9 + [1])
+    x = torch.zeros(10, 1)
+    assert abs(accuracy(Always0(), x, y) - 0.9) < 1e-6
+    assert abs(accuracy(Always0(), x, y, balanced=True) - 0.5) < 1e-6
+
+
+def test_class_balanced_replay_spreads_over_classes():
+    import random
+
+    from etuner_ros.core.trainer import class_balanced_sample
+
+    labels = ["a"] * 50 + ["b"] * 3 + ["c"] * 10
+    idx = class_balanced_sample(labels, 9, random.Random(0))
+    assert len(set(idx)) == 9
+    assert sorted(labels[i] for i in idx) == ["a"] * 3 + ["b"] * 3 + ["c"] * 3
+    idx = class_balanced_sample(labels, 20, random.Random(0))
+    got = [labels[i] for i in idx]
+    assert got.count("b") == 3 and got.count("a") + got.count("c") == 17
+    assert idx == class_balanced_sample(labels, 20, random.Random(0))
+    assert class_balanced_sample(labels, 0, random.Random(0)) == []
+    assert len(class_balanced_sample(labels, 999, random.Random(0))) == len(labels)
+
+
+def test_imprinting_points_a_new_row_at_its_examples():
+    from etuner_ros.core.model import embed, head
+    from etuner_ros.core.trainer import imprint
+
+    b = bundle()
+    b.ensure_classes(["new"])
+    x = data(8, seed=5)
+    y = torch.tensor([3] * 4 + [0] * 4)
+    flops = imprint(b, x, y, [3])
+    lin = head(b.model, ARCH)
+    with torch.no_grad():
+        mu = embed(b.model, ARCH, x[:4]).mean(0)
+    w, mu = lin.weight[3].detach().double(), mu.double()  # random-init features are ~1e-9
+    assert torch.allclose(w / w.norm(), mu / mu.norm(), atol=1e-6) and flops > 0
+    assert abs(float(lin.weight[3].norm() - lin.weight[:3].norm(dim=1).mean())) < 1e-4
+    assert imprint(b, x[4:], y[4:], [3]) == 0.0  # no example of the class: nothing changes
+
+
+def test_augmented_round_with_frozen_prefix_trains_only_the_back_and_counts_prefix_passes():
+    b = bundle()
+    x = data()
+    y = torch.randint(0, 3, (24,))
+    plain = TrainConfig(epochs=2, early_stop_loss=0.0)
+    aug = TrainConfig(epochs=2, early_stop_loss=0.0, augment="light")
+    a = train_round(b, b.class_names, x, y, torch.ones(24), x[:0], y[:0], 3, plain)
+    c = train_round(b, b.class_names, x, y, torch.ones(24), x[:0], y[:0], 3, aug)
+    # the prefix runs every epoch on new views instead of once on a cache
+    from etuner_ros.core.trainer import group_flops
+    prefix = 24 * sum(group_flops(b)[:3])
+    assert abs((c.train_flops - a.train_flops) - prefix) < 1e-3 * prefix
+    for (_, g), (_, o) in zip(layer_groups(c.candidate.model, ARCH)[:3],
+                              layer_groups(b.model, ARCH)[:3], strict=True):
+        assert all(torch.equal(p, q) for p, q in zip(g.parameters(), o.parameters(),
+                                                      strict=True))
+
+
+def test_consistency_needs_unlabelled_frames_and_a_weight_and_is_charged():
+    b = bundle()
+    x, u = data(16), data(16, seed=9)
+    y = torch.randint(0, 3, (16,))
+    off = TrainConfig(epochs=1, early_stop_loss=0.0)
+    on = TrainConfig(epochs=1, early_stop_loss=0.0, consistency_weight=1.0,
+                     consistency_threshold=0.0)
+    base = train_round(b, b.class_names, x, y, torch.ones(16), x[:0], y[:0], 0, off,
+                       unlabelled=u)
+    same = train_round(b, b.class_names, x, y, torch.ones(16), x[:0], y[:0], 0, on)
+    more = train_round(b, b.class_names, x, y, torch.ones(16), x[:0], y[:0], 0, on,
+                       unlabelled=u)
+    assert base.train_flops == same.train_flops < more.train_flops
+    diff = [not torch.equal(p, q) for p, q in zip(same.candidate.model.parameters(),
+                                                  more.candidate.model.parameters(),
+                                                  strict=True)]
+    assert any(diff)
+
+
+def test_adabn_blend_moves_statistics_part_of_the_way():
+    from etuner_ros.core.trainer import adapt_bn
+
+    bn = torch.nn.modules.batchnorm._BatchNorm
+    x = data(16, seed=4) * 0.5 + 2.0
+    full, part = bundle(), bundle()
+    old = [m.running_mean.clone() for m in part.model.modules() if isinstance(m, bn)]
+    adapt_bn(full.model, x, 1.0)
+    adapt_bn(part.model, x, 0.3)
+    # the first BN sees the same input either way, so its blend is exact
+    f = next(m for m in full.model.modules() if isinstance(m, bn))
+    p = next(m for m in part.model.modules() if isinstance(m, bn))
+    assert torch.allclose(p.running_mean, 0.3 * f.running_mean + 0.7 * old[0], atol=1e-5)

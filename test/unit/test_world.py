@@ -1,8 +1,8 @@
-"""The synthetic world: determinism, the schedule the benchmark relies on, frame format, speed."""
+"""The synthetic world: determinism, the schedule the benchmark relies on, runs, frame format."""
 
 from __future__ import annotations
 
-import time
+import itertools
 from collections import Counter
 
 import numpy as np
@@ -56,11 +56,51 @@ def test_frame_format_and_order():
         48, 64, 3)
 
 
-def test_labels_are_balanced_within_a_scenario():
-    frames = SyntheticWorld(0).frames("day_kitchen", 4 * len(BASE_CLASSES))
+def test_training_split_is_iid_and_balanced():
+    frames = SyntheticWorld(0).frames("day_kitchen", 4 * len(BASE_CLASSES), split="train")
     assert Counter(f.label for f in frames) == dict.fromkeys(BASE_CLASSES, 4)
     labels = [f.label for f in frames]
     assert labels != sorted(labels)  # shuffled, not class-sorted
+
+
+def _runs(frames: list[Frame]) -> list[list[Frame]]:
+    out: list[list[Frame]] = []
+    for f in frames:
+        if out and out[-1][-1].label == f.label:
+            out[-1].append(f)
+        else:
+            out.append([f])
+    return out
+
+
+def test_the_stream_shows_each_object_for_a_run_of_similar_frames():
+    """A robot's camera: 8-32 frames of one object (1-4 s at 8 fps), consecutive frames of a
+    run far more alike than frames of different runs; classes balanced over runs."""
+    world = SyntheticWorld(0)
+    frames = world.frames("day_kitchen", 400)
+    runs = _runs(frames)
+    # (two runs of one class can meet at a shuffled round's border: allow a double length)
+    assert all(8 <= len(r) <= 64 for r in runs[:-1])
+    assert 400 / 32 <= len(runs) <= 400 / 8
+    counts = Counter(r[0].label for r in runs)
+    assert set(counts) == set(BASE_CLASSES) and max(counts.values()) - min(counts.values()) <= 3
+
+    def diff(a: Frame, b: Frame) -> float:
+        return float(np.abs(a.image.astype(int) - b.image.astype(int)).mean())
+
+    within = np.mean([diff(r[i], r[i + 1]) for r in runs for i in range(len(r) - 1)])
+    across = np.mean([diff(a[-1], b[0]) for a, b in itertools.pairwise(runs)])
+    assert within < 0.4 * across, (within, across)
+    # the pose does drift: a run's last frame is not its first
+    assert all(diff(r[0], r[-1]) > diff(r[0], r[1]) * 0.5 for r in runs if len(r) > 4)
+
+
+def test_run_length_option():
+    world = SyntheticWorld(0, run_frames=(1, 1))
+    frames = world.frames("day_kitchen", 4 * len(BASE_CLASSES))
+    assert Counter(f.label for f in frames) == dict.fromkeys(BASE_CLASSES, 4)
+    with pytest.raises(ValueError, match="run_frames"):
+        SyntheticWorld(0, run_frames=(4, 2))
 
 
 def test_train_split_is_independent_of_the_stream():
@@ -125,12 +165,3 @@ def test_scenario_and_world_validation():
         SyntheticWorld(0, scenarios=[Scenario("a"), Scenario("a")])
     with pytest.raises(ValueError, match="at least one"):
         SyntheticWorld(0, scenarios=[])
-
-
-def test_rendering_is_fast():
-    world = SyntheticWorld(0)
-    list(world.stream(1))  # builds the room textures
-    t0 = time.perf_counter()
-    n = sum(1 for _ in world.stream(20))
-    per_frame = (time.perf_counter() - t0) / n
-    assert per_frame < 0.020, f"{per_frame * 1e3:.1f} ms/frame"

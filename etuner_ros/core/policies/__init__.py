@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from etuner_ros.core.policies.adabn import AdaBNPolicy
 from etuner_ros.core.policies.base import Decision, Observation, Policy
 from etuner_ros.core.policies.etuner import ETunerPolicy
 from etuner_ros.core.policies.immediate import ImmediatePolicy
+from etuner_ros.core.policies.immediate_adabn import ImmediateAdaBNPolicy
 from etuner_ros.core.policies.lazytune import LazyTunePolicy
 from etuner_ros.core.policies.none import NonePolicy
 from etuner_ros.core.policies.periodic import PeriodicPolicy
@@ -17,6 +19,8 @@ _REGISTRY: dict[str, type[Policy]] = {
     "lazytune": LazyTunePolicy,
     "simfreeze": SimFreezePolicy,
     "etuner": ETunerPolicy,
+    "adabn": AdaBNPolicy,
+    "immediate_adabn": ImmediateAdaBNPolicy,
 }
 POLICY_NAMES: tuple[str, ...] = tuple(_REGISTRY)
 

@@ -26,7 +26,8 @@ class Observation:
     change_detected: bool
     rejected_streak: int = 0  # consecutive latest rounds whose candidate failed validation
     input_shift: float = 0.0  # how far the camera's input statistics moved since the serving
-    #                           model's BatchNorm statistics were last adapted (semi-supervised)
+    #                           model's BatchNorm statistics were last adapted (policies with
+    #                           ``adapts_bn``; 0 while a rejected BN round waits for new frames)
 
 
 @dataclass
@@ -42,12 +43,22 @@ class Decision:
 
 
 class Policy:
-    """Base: decides *when* to tune; the flags say *how* the tuner runs a round for it."""
+    """Base: decides *when* to tune; the flags say *how* the tuner runs a round for it.
+
+    ``uses_semi_supervised``: pseudo-labels from unlabelled frames in training rounds.
+    ``adapts_bn``: the tuner tracks the camera's input statistics (``Observation.input_shift``)
+    and runs the BN-only rounds the policy asks for. ``adabn_in_rounds``: every training round
+    first re-estimates BN statistics on the newest camera frames. ``label_free``: the policy
+    never uses a label, not even to accept a candidate (its gate is label-free).
+    """
 
     name = "base"
     uses_simfreeze = False
     uses_semi_supervised = False
     uses_drift = False  # whether the tuner must embed frames for the change detector
+    adapts_bn = False
+    adabn_in_rounds = False
+    label_free = False
 
     def decide(self, obs: Observation) -> Decision:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -61,4 +72,25 @@ def no_labels(obs: Observation) -> Decision | None:
     """Shared first check: nothing to learn from."""
     if obs.pending_labels <= 0:
         return Decision(False, "idle: no new labels")
+    return None
+
+
+#: Input-statistics shift that triggers a BN-only round (``adabn``, ``immediate_adabn``,
+#: ``etuner``). Max |change| of per-channel mean/std of the preprocessed frames: within one
+#: scene it stays below ~0.2 on the DEV seeds, a new light, room or camera moves it 0.5-2.
+ADAPT_SHIFT = 0.3
+
+
+def check_shift(value: float) -> float:
+    if value <= 0:
+        raise ValueError("adapt_shift must be > 0")
+    return float(value)
+
+
+def bn_shift(obs: Observation, threshold: float, why: str = "") -> Decision | None:
+    """A BN-only round when the camera's input statistics moved ``threshold`` or more."""
+    if obs.input_shift >= threshold:
+        tail = f" ({why})" if why else ""
+        return Decision(True, f"adapt BN: input statistics moved {obs.input_shift:.2f} >= "
+                              f"{threshold:.2f}{tail}", bn_only=True)
     return None

@@ -1,10 +1,10 @@
-"""Class-name rule and new-class policy (core/labels.py), without ROS."""
+"""Class-name rule and new-class policy (core/class_names.py), without ROS."""
 
 from __future__ import annotations
 
 import pytest
 
-from etuner_ros.core.labels import (
+from etuner_ros.core.class_names import (
     ACCEPT,
     HOLD,
     REJECT,

@@ -1,0 +1,73 @@
+"""LabelBook: every label goes to one place by id, the reservoir keeps old scenes, accuracy
+evidence is per lineage (a label predicted by a model no longer serving does not count)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from etuner_ros.core.changes import InputShift
+from etuner_ros.core.label_book import LabelBook
+from etuner_ros.core.store import Sample
+from etuner_ros.core.trainer import is_holdout
+
+
+def book(**kw) -> LabelBook:
+    args = dict(holdout_fraction=0.2, val_size=8, replay_capacity=10, accuracy_window=6,
+                accuracy_min=2, seed=0)
+    args.update(kw)
+    return LabelBook(["a", "b"], **args)
+
+
+def samples(ids, label="a", predicted=None, version=None):
+    img = np.zeros((4, 4, 3), np.uint8)
+    return [Sample(i, img, label, 0, predicted=predicted, model_version=version) for i in ids]
+
+
+def test_each_label_is_held_out_or_pending_by_its_id_and_new_classes_are_added():
+    b = book()
+    ids = list(range(1, 41))
+    b.add(samples(ids, label="c"), torch.zeros(40, 3, 2, 2), 1.0, ["a", "b"])
+    held = [i for i in ids if is_holdout(i, 0.2)]
+    assert [it.id for it in b.holdout] == held[-8:]
+    assert len(b.pending) == 40 - len(held) and "c" in b.class_names
+    new, merged = b.take_pending()
+    assert len(new) == 40 - len(held) and merged == 0 and not b.pending
+
+
+def test_reservoir_is_bounded_and_keeps_early_items():
+    b = book(holdout_fraction=0.0)
+    for k in range(20):
+        b.add(samples(range(10 * k, 10 * k + 10)), torch.zeros(10, 3, 2, 2), k, ["a", "b"])
+        new, _ = b.take_pending()
+        b.remember(new)
+    assert len(b.replay) == 10
+    assert min(it.id for it in b.replay) < 100  # the first scene is still represented
+
+
+def test_accuracy_evidence_counts_only_the_serving_lineage():
+    b = book(holdout_fraction=0.0)
+    b.add(samples([1, 2], predicted="b", version=1), torch.zeros(2, 3, 2, 2), 0, ["a", "b"])
+    assert b.recent_accuracy() == 0.0
+    b.new_lineage(2)
+    assert b.recent_accuracy() is None
+    b.add(samples([3, 4], predicted="b", version=1), torch.zeros(2, 3, 2, 2), 0, ["a", "b"])
+    b.add(samples([5, 6], predicted="a", version=2), torch.zeros(2, 3, 2, 2), 0, ["a", "b"])
+    assert b.recent_accuracy() == 1.0  # version 1's late labels did not count
+
+
+def test_input_shift_reference_moves_only_when_the_adapted_version_serves():
+    s = InputShift(min_frames=2)
+    dark, bright = torch.zeros(4, 3, 2, 2), torch.ones(4, 3, 2, 2)
+    s.update(dark)
+    assert s.update(bright) == 1.0
+    s.candidate_adapted(2, dark)
+    s.discard(2)
+    s.deployed(2)  # rejected statistics never become the reference
+    assert s.shift == 1.0
+    s.candidate_adapted(3, bright)
+    s.deployed(3)
+    assert s.shift == 0.0 and s.update(bright) == 0.0
+    s.update(dark)
+    s.deployed(3)  # again: nothing left to adopt, the shift stays measured
+    assert s.shift == 1.0
