@@ -47,10 +47,10 @@ class InputShift:
         self.shift = 0.0
         self._candidates: dict[int, torch.Tensor] = {}
 
-    def update(self, frames: torch.Tensor) -> float:
-        """The newest frames (``[N, 3, S, S]``); the first full window is the reference of the
-        starting model."""
-        if frames.shape[0] < self.min_frames:
+    def update(self, frames: torch.Tensor | None) -> float:
+        """The newest frames (``[N, 3, S, S]``, or None while the camera gave fewer than two);
+        the first full window is the reference of the starting model."""
+        if frames is None or frames.shape[0] < self.min_frames:
             return self.shift
         s = input_stats(frames)
         if self.reference is None:

@@ -10,8 +10,10 @@ the caller gets an answer instead of a timeout.
 from __future__ import annotations
 
 import functools
+import os
 import threading
 import time
+import traceback
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -65,7 +67,7 @@ class CallbackGuard:
     def record(self, name: str, exc: BaseException) -> None:
         """Count a failure; log it at ERROR the first time this (callback, type, message) is
         seen, at DEBUG after that (a bad camera must not flood the log at 30 Hz)."""
-        why = printable(f"{type(exc).__name__}: {exc}", 200)
+        why = printable(f"{type(exc).__name__}: {exc}{_where(exc)}", 260)
         key = (name, type(exc).__name__, str(exc)[:200])
         now = time.monotonic()  # log throttling only: wall-clock pacing of our own output
         with self._lock:
@@ -103,3 +105,12 @@ class CallbackGuard:
             if self._last:
                 out["last_failure"] = self._last
             return out
+
+
+def _where(exc: BaseException) -> str:
+    """' at file.py:123 in fn' of the innermost frame: the cause, in one log line."""
+    tb = traceback.extract_tb(exc.__traceback__)
+    if not tb:
+        return ""
+    f = tb[-1]
+    return f" at {os.path.basename(f.filename)}:{f.lineno} in {f.name}"

@@ -86,7 +86,7 @@ def test_node_names_have_config_sections() -> None:
 def test_launch_arguments() -> None:
     args = _launch_arguments()
     assert set(args) == {"namespace", "image_topic", "config", "sim", "policy", "checkpoint",
-                         "rviz"}
+                         "use_sim_time", "rviz"}
     readme = REPO / "README.md"
     if not readme.exists():
         pytest.skip("README.md missing: launch-argument documentation not checked")

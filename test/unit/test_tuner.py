@@ -365,3 +365,14 @@ def test_simfreeze_probes_only_what_may_still_freeze():
     assert r2.frozen_groups == t.simfreeze.group_names[:n - 2]
     assert r2.flops_by_kind.get("probe", 0.0) == 0.0  # everything that may freeze is frozen
     assert r2.flops_by_kind["train"] < r1.flops_by_kind["train"]  # the frozen prefix is cached
+
+
+def test_a_single_camera_frame_does_not_break_a_bn_adapting_tuner():
+    """A node that just started has seen one camera frame: too few for BN statistics, so the
+    input shift is not measured yet (it crashed with None.shape in the tuner node)."""
+    t = ContinualTuner(start_bundle(), "etuner", cfg())
+    t.observe_frames(images(1, 60), now=1.0)
+    assert t.status()["input_shift"] == 0.0
+    t.observe_labels(labels(1, 6), now=1.5)
+    assert t.decide(2.0, force=True).tune
+    assert t.run_round(2.0).n_labels > 0

@@ -2,14 +2,17 @@
 
 Rule: when the camera's input statistics moved at least ``adapt_shift`` (``ADAPT_SHIFT``, 0.3)
 since the serving model's BatchNorm statistics were last adapted, run a BN-only round: the
-serving model's BN running mean/var are re-estimated on the newest camera frames (forward passes
-only, no gradients). Otherwise idle. Never trains on a label.
+serving model's BN running mean/var are re-estimated on ``adabn_frames`` camera frames spread
+over the newest ``adabn_window`` (forward passes only, no gradients; a robot's camera shows one
+object for seconds, so the newest few seconds alone would fit BN to two or three objects).
+Otherwise idle. Never trains on a label.
 
-Acceptance is label-free too (``label_free``): the candidate serves if its mean max-softmax
-confidence on those newest frames is at least the serving model's (tie passes; see
-``core/gate.py``). Held-out labels are not consulted, so the row shows exactly what adaptation
-without any caregiver can do. Labels still reach the tuner, but only as accuracy evidence for
-``~/status``; they are not kept for training.
+Acceptance is label-free too (``label_free``): the candidate serves if its information score on
+those frames (entropy of the mean prediction minus the mean entropy: confident *and* diverse) is
+at least the serving model's (tie passes; see ``core/gate.py``). Held-out labels are not
+consulted, so the row shows exactly what adaptation without any caregiver can do. Labels
+still reach the tuner, but only as accuracy evidence for ``~/status``; they are not kept for
+training.
 """
 
 from __future__ import annotations
