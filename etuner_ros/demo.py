@@ -105,7 +105,7 @@ def watch(nodes: dict, timeout: float) -> dict:
         if finished_at is None and getattr(camera, "finished", False):
             finished_at = now
             print(f"[demo] camera stream finished at {now:.0f} s; draining", flush=True)
-        if finished_at is not None and now - finished_at > 3.0 and not tuner._busy():
+        if finished_at is not None and now - finished_at > 3.0 and not tuner.busy:
             break
     else:
         print(f"[demo] timeout after {timeout:.0f} s", file=sys.stderr, flush=True)

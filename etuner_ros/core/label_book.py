@@ -74,18 +74,13 @@ class LabelBook:
         Returns how many went to the pending list."""
         added = 0
         for s, x in zip(samples, xs, strict=True):
-            label = label_name(s.label, self.class_names)
-            if label == "?":
+            item = self._item(s, x, float(now))
+            if item is None:
                 continue
-            if label not in self.class_names:
-                self.class_names.append(label)
             pred = getattr(s, "predicted", None)
             ver = getattr(s, "model_version", None)
             if pred is not None and (ver is None or int(ver) >= self.lineage_start):
-                self._recent.append(label_name(pred, served) == label)
-            stamp_ns = getattr(s, "stamp_ns", None)
-            item = LabelItem(int(s.id), x, label, float(now),
-                             None if stamp_ns is None else int(stamp_ns) * 1e-9)
+                self._recent.append(label_name(pred, served) == item.label)
             self.labels_seen += 1
             if is_holdout(item.id, self.holdout_fraction):
                 self.holdout.append(item)
@@ -105,19 +100,26 @@ class LabelBook:
         as if ``seen`` labels had passed through it. None becomes pending, so a restart does
         not retrain them."""
         for s, x in zip(samples, xs, strict=True):
-            label = label_name(s.label, self.class_names)
-            if label == "?":
+            item = self._item(s, x, 0.0)
+            if item is None:
                 continue
-            if label not in self.class_names:
-                self.class_names.append(label)
-            stamp_ns = getattr(s, "stamp_ns", None)
-            item = LabelItem(int(s.id), x, label, 0.0,
-                             None if stamp_ns is None else int(stamp_ns) * 1e-9)
             if is_holdout(item.id, self.holdout_fraction):
                 self.holdout.append(item)
             elif len(self.replay) < self.replay_capacity:
                 self.replay.append(item)
         self._offered = max(self._offered, int(seen), len(self.replay))
+
+    def _item(self, s, x: torch.Tensor, now: float) -> LabelItem | None:
+        """A store sample as a LabelItem (a new class name joins the label map); None for a
+        class index the map does not have."""
+        label = label_name(s.label, self.class_names)
+        if label == "?":
+            return None
+        if label not in self.class_names:
+            self.class_names.append(label)
+        stamp_ns = getattr(s, "stamp_ns", None)
+        return LabelItem(int(s.id), x, label, now,
+                         None if stamp_ns is None else int(stamp_ns) * 1e-9)
 
     def take_pending(self) -> tuple[list[LabelItem], int]:
         """Everything pending for a round, and how many batches it merges (batches - 1)."""

@@ -383,6 +383,12 @@ class TunerNode(Node):
         self.get_logger().error(why)
 
     # --- services ------------------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        """A round or a rollback is running (one at a time)."""
+        with self._lock:
+            return self._op is not None
+
     def _busy_message(self) -> str:
         return (f"refused: {self._op} is running "
                 f"({time.monotonic() - self._op_started:.0f} s); one at a time")
