@@ -38,7 +38,7 @@ from etuner_ros.core.simfreeze import SimFreeze
 from etuner_ros.core.trainer import (
     TrainConfig,
     TrainOutcome,
-    adapt_bn,
+    adapt_bn_front,
     group_flops,
     pseudo_label,
     train_round,
@@ -56,6 +56,7 @@ class TrainingInputs:
     val: list[LabelItem]
     bn_frames: torch.Tensor | None     # AdaBN frames (None: no AdaBN)
     bn_momentum: float                 # 1.0 replaces BN statistics, less blends
+    bn_depth: int                      # front layer groups whose BN statistics adapt (0: all)
     unlabelled: torch.Tensor | None    # pseudo-label candidates (None: no pseudo-labels)
     n_pseudo_max: int
     frozen: int                        # SimFreeze prefix to freeze
@@ -92,8 +93,8 @@ def run_training(inp: TrainingInputs, cfg: TrainConfig, check_every: int, cost: 
     cand = inp.current.clone()
     gf = group_flops(cand)
     if inp.bn_frames is not None:
-        adapt_bn(cand.model, inp.bn_frames, inp.bn_momentum)
-        cost.add_flops("adabn", inp.bn_frames.shape[0] * sum(gf))
+        cost.add_flops("adabn", adapt_bn_front(cand, inp.bn_frames, inp.bn_momentum,
+                                               inp.bn_depth))
     items = inp.new + inp.replay
     sf = inp.simfreeze
     probed = sf is not None and not sf.done and len(items) >= 2 and \
@@ -137,13 +138,12 @@ def run_training(inp: TrainingInputs, cfg: TrainConfig, check_every: int, cost: 
 
 def run_bn_only(current: ModelBundle, frames: torch.Tensor, val: list[LabelItem],
                 half_life: float, use_labels: bool, cost: RoundCost, momentum: float = 1.0,
-                balanced: bool = False) -> tuple[ModelBundle, Verdict]:
+                balanced: bool = False, depth: int = 0) -> tuple[ModelBundle, Verdict]:
     """Clone, re-estimate BN on ``frames``, gate; see the module docstring."""
     cand = current.clone()
     cand.version = current.version + 1
     gf = sum(group_flops(cand))
-    adapt_bn(cand.model, frames, momentum)
-    cost.add_flops("adabn", frames.shape[0] * gf)
+    cost.add_flops("adabn", adapt_bn_front(cand, frames, momentum, depth))
     verdict = bn_round_gate(cand, current, val, frames, half_life, use_labels=use_labels,
                             balanced=balanced)
     cost.add_flops("validate", 2.0 * verdict.images * gf)

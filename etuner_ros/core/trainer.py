@@ -14,8 +14,8 @@ every epoch trains only the back part on the cached activations. With ``augment`
 runs on each epoch's new views instead (and is charged per epoch).
 
 Options measured on the dev seed and left off by default (``TrainConfig`` says why each exists;
-the README has the numbers): ``augment``, ``class_balance``, ``val_balanced``,
-``replay_balanced``, ``imprint`` (shared by every labelled policy), ``propagate_dt`` and
+the README has the numbers): ``augment``, ``class_balance``, ``val_balanced``, ``imprint``
+(shared by every labelled policy; ``replay_balanced`` is on), ``propagate_dt`` and
 ``consistency_weight`` (ETuner's semi-supervised part, used only for policies with
 ``uses_semi_supervised``; see ``core/semi_supervised.py``).
 
@@ -53,10 +53,16 @@ class TrainConfig:
     optimiser: str = "adam"         # "adam" or "sgd" (momentum 0.9); adam adapts faster to a
     #                                 new lighting in our checks (dim kitchen 13% -> 45% vs 30%)
     weight_decay: float = 1e-4
-    replay_size: int = 64           # old labelled samples re-trained every round (forgetting)
+    replay_size: int = 128          # old labelled samples re-trained every round (forgetting)
     replay_capacity: int = 800      # reservoir of old labelled samples kept for replay
-    replay_balanced: bool = False   # draw replay evenly over classes (class_balanced_sample)
-    holdout_fraction: float = 0.2   # share of labels (by sample id) kept out for validation
+    replay_balanced: bool = True    # draw replay evenly over classes (class_balanced_sample).
+    #                                 DEV seeds 100/101, etuner: 64 uniform 48.9/58.7 %, 128
+    #                                 balanced 50.9/59.0 % (recurring day kitchen 59.5 -> 78.0
+    #                                 on seed 100); every labelled policy uses it
+    holdout_fraction: float = 0.2   # share of labels kept out for validation ...
+    holdout_block_s: float = 4.0    # ... by blocks of this many seconds of the frames' stamps
+    #                                 (0: by sample id): one object's run of near-copies is
+    #                                 either trained on or held out, never both (label_book)
     val_size: int = 96              # newest held-out samples used to validate a round
     val_half_life: float = 8.0      # validation weight halves every this many samples back
     #                                 from the newest (0: uniform): the model serves what the
@@ -179,14 +185,24 @@ def pseudo_label(bundle: ModelBundle, x: torch.Tensor, threshold: float,
 
 
 @torch.no_grad()
-def adapt_bn(model: nn.Module, x: torch.Tensor, momentum: float = 1.0) -> int:
-    """AdaBN: re-estimate every BatchNorm layer's running mean/var on preprocessed unlabelled
-    frames ``x`` (forward passes only, BN layers in train mode, no gradients, one batch so the
-    statistics are exactly those of ``x``). ``momentum`` 1.0 replaces the old statistics, less
-    blends ``new * momentum + old * (1 - momentum)``. Only BN buffers change (weights, biases
-    and ``num_batches_tracked`` stay); the model is left in eval mode. Returns the number of BN
-    layers adapted (0 when ``x`` has fewer than 2 frames: variance needs two)."""
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+def adapt_bn(model: nn.Module, x: torch.Tensor, momentum: float = 1.0,
+             prefix: nn.Module | None = None) -> int:
+    """AdaBN: re-estimate BatchNorm running mean/var on preprocessed unlabelled frames ``x``
+    (forward passes only, BN layers in train mode, no gradients, one batch so the statistics
+    are exactly those of ``x``). ``momentum`` 1.0 replaces the old statistics, less blends
+    ``new * momentum + old * (1 - momentum)``.
+
+    ``prefix``: a front part of ``model`` (``split_forward``'s first half, sharing its modules):
+    only its BN layers are re-estimated and only it runs. Shallow layers' statistics describe
+    the light, noise and camera; deep layers' describe which objects are in view, and a robot's
+    camera shows only a few objects in any short window, so re-estimating those collapses the
+    classifier (see ``TunerConfig.adabn_depth``).
+
+    Only BN buffers change (weights, biases and ``num_batches_tracked`` stay); the model is left
+    in eval mode. Returns the number of BN layers adapted (0 when ``x`` has fewer than 2
+    frames: variance needs two)."""
+    target = model if prefix is None else prefix
+    bns = [m for m in target.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
            and m.track_running_stats]
     if x.shape[0] < 2 or not bns:
         return 0
@@ -197,7 +213,7 @@ def adapt_bn(model: nn.Module, x: torch.Tensor, momentum: float = 1.0) -> int:
         m.reset_running_stats()
         m.momentum = None  # cumulative average: one batch -> exactly its statistics
         m.train()
-    model(x)
+    target(x)
     model.eval()
     for m, (mom, mean, var, nbt) in zip(bns, saved, strict=True):
         m.momentum = mom
@@ -205,6 +221,19 @@ def adapt_bn(model: nn.Module, x: torch.Tensor, momentum: float = 1.0) -> int:
         m.running_var.mul_(momentum).add_(var, alpha=1.0 - momentum)
         m.num_batches_tracked.copy_(nbt)
     return len(bns)
+
+
+def adapt_bn_front(bundle: ModelBundle, x: torch.Tensor, momentum: float = 1.0,
+                   depth: int = 0) -> float:
+    """:func:`adapt_bn` on the first ``depth`` layer groups of ``bundle`` (0 or more than the
+    groups: all of them). Returns the forward FLOPs spent."""
+    n = len(layer_groups(bundle.model, bundle.arch))
+    gf = group_flops(bundle)
+    if 0 < depth < n:
+        adapt_bn(bundle.model, x, momentum, split_forward(bundle.model, bundle.arch, depth)[0])
+        return float(x.shape[0] * sum(gf[:depth]))
+    adapt_bn(bundle.model, x, momentum)
+    return float(x.shape[0] * sum(gf))
 
 
 def recency_weights(n: int, half_life: float) -> torch.Tensor:

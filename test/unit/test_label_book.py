@@ -71,3 +71,22 @@ def test_input_shift_reference_moves_only_when_the_adapted_version_serves():
     s.update(dark)
     s.deployed(3)  # again: nothing left to adopt, the shift stays measured
     assert s.shift == 1.0
+
+
+def test_blocks_of_time_are_held_out_whole_so_near_copies_never_straddle_train_and_val():
+    """A robot sees one object for seconds: labels of one block of time are trained on or
+    held out together (label_book's docstring says why)."""
+    b = book(holdout_block_s=4.0, val_size=1000)
+    img = np.zeros((4, 4, 3), np.uint8)
+    # 8 labels per second for 200 s: stamps in ns, ids unrelated to time
+    stamps = [int(k / 8 * 1e9) for k in range(1600)]
+    b.add([Sample(10_000 + k, img, "a", st) for k, st in enumerate(stamps)],
+          torch.zeros(1600, 3, 2, 2), 1.0, ["a", "b"])
+    held_blocks = {int(it.stamp // 4.0) for it in b.holdout}
+    pending_blocks = {int(it.stamp // 4.0) for it in b.pending}
+    assert held_blocks and pending_blocks and not held_blocks & pending_blocks
+    assert 0.05 < len(held_blocks) / 50 < 0.4  # about holdout_fraction of the 50 blocks
+    # blocks off: the sample id decides, as before
+    nb = book(holdout_block_s=0.0)
+    nb.add(samples(range(1, 41)), torch.zeros(40, 3, 2, 2), 1.0, ["a", "b"])
+    assert len(nb.pending) == 40 - sum(is_holdout(i, 0.2) for i in range(1, 41))

@@ -73,7 +73,7 @@ def test_staleness_bound_forces_a_round():
 
 
 def test_accuracy_drop_tunes():
-    p = make_policy("lazytune", acc_threshold=0.6)
+    p = make_policy("lazytune", acc_threshold=0.6, min_labels=6)
     assert p.decide(obs(recent_accuracy=0.3)).tune
     assert not p.decide(obs(recent_accuracy=0.8)).tune
 
@@ -101,7 +101,7 @@ def test_backoff_after_rejected_rounds_needs_more_labels():
 
 
 def test_etuner_adapts_bn_only_when_the_camera_statistics_moved():
-    p = make_policy("etuner", adapt_shift=0.3)
+    p = make_policy("etuner", adapt_shift=0.3, min_labels=6)
     d = p.decide(obs(pending_labels=0, input_shift=0.8))
     assert d.tune and d.bn_only and "adapt BN" in d.reason
     assert not p.decide(obs(pending_labels=0, input_shift=0.1)).tune

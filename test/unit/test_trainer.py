@@ -219,3 +219,23 @@ def test_adabn_blend_moves_statistics_part_of_the_way():
     f = next(m for m in full.model.modules() if isinstance(m, bn))
     p = next(m for m in part.model.modules() if isinstance(m, bn))
     assert torch.allclose(p.running_mean, 0.3 * f.running_mean + 0.7 * old[0], atol=1e-5)
+
+
+def test_shallow_adabn_adapts_only_the_front_groups_and_charges_only_their_flops():
+    from etuner_ros.core.model import layer_groups
+    from etuner_ros.core.trainer import adapt_bn_front, group_flops
+
+    b = bundle()
+    groups = layer_groups(b.model, b.arch)
+    bn = torch.nn.modules.batchnorm._BatchNorm
+    front_bns = {id(m) for _, g in groups[:2] for m in g.modules() if isinstance(m, bn)}
+    before = {n: m.running_mean.clone() for n, m in b.model.named_modules() if isinstance(m, bn)}
+    x = data(16, seed=3) * 0.3 + 1.0
+    flops = adapt_bn_front(b, x, 1.0, depth=2)
+    assert flops == 16 * sum(group_flops(b)[:2])
+    for n, m in b.model.named_modules():
+        if isinstance(m, bn):
+            moved = not torch.equal(before[n], m.running_mean)
+            assert moved == (id(m) in front_bns), n
+    # depth 0: every BN layer, the whole forward
+    assert adapt_bn_front(b, x, 1.0, depth=0) == 16 * sum(group_flops(b))

@@ -44,8 +44,10 @@ def labels(start, n, label="a", predicted="a", value=100):
 
 def cfg(**policy) -> TunerConfig:
     # adabn_momentum 1.0: these tests check the BN-round bookkeeping on frames whose
-    # statistics the candidate adopts outright (the default blends, see TunerConfig)
-    return TunerConfig(train=TrainConfig(epochs=1, replay_size=8, max_pseudo=4),
+    # statistics the candidate adopts outright (the default blends, see TunerConfig);
+    # holdout_block_s 0: these frames all share stamp 0, so hold out by sample id
+    return TunerConfig(train=TrainConfig(epochs=1, replay_size=8, max_pseudo=4,
+                                         holdout_block_s=0.0),
                        policy_params=policy, adabn_momentum=1.0)
 
 

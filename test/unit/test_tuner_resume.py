@@ -28,7 +28,8 @@ def samples(ids) -> list[Sample]:
 
 
 def test_restored_labels_are_replay_and_validation_never_pending():
-    cfg = TunerConfig(train=TrainConfig(epochs=1, holdout_fraction=0.25, replay_size=4))
+    cfg = TunerConfig(train=TrainConfig(epochs=1, holdout_fraction=0.25, replay_size=4,
+                                        holdout_block_s=0.0))
     t = ContinualTuner(bundle(), "immediate", cfg)
     old = samples(range(1, 41))
     t.restore(old, seen=40)

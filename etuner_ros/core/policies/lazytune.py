@@ -5,7 +5,7 @@ Rule (our design; checked in this order, the first that fires wins):
 1. no pending labels -> idle.
 2. *staleness*: the oldest pending label has waited ``max_wait_s`` (90 s) -> tune. Bounds how
    long a correction can be ignored, whatever the other signals say.
-3. *scenario change* (drift detector) and at least ``min_labels`` (6) pending -> tune now and
+3. *scenario change* (drift detector) and at least ``min_labels`` (24) pending -> tune now and
    unfreeze: the home changed, the model is stale for everything it sees.
 4. *accuracy drop*: the deployed model's accuracy on recent corrections+confirmations is below
    ``acc_threshold`` (0.5; the caregiver corrects errors more than it confirms successes, so
@@ -17,6 +17,10 @@ Rule (our design; checked in this order, the first that fires wins):
    ``fps_ref / fps`` (8 fps) and clipped to [``min_labels``, ``max_labels``]: the more frames
    the robot serves per second, the more a better model is worth, so merge less.
 6. otherwise defer (the batch keeps growing and is merged into one later round).
+
+``min_labels`` 24, not 6: a robot's camera shows one object for 1-4 s, so 6-10 new labels show
+one to three objects, and a round on them teaches "it is always X" (DEV seeds 100/101, etuner:
+6 -> 40.4/52.1 %, 24 -> 44.9/61.9 %, 32 -> 45.7/48.1 % with 10 epochs).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ class LazyTunePolicy(Policy):
     name = "lazytune"
     uses_drift = True
 
-    def __init__(self, max_wait_s: float = 90.0, min_labels: int = 6, batch_labels: int = 48,
+    def __init__(self, max_wait_s: float = 90.0, min_labels: int = 24, batch_labels: int = 48,
                  max_labels: int = 160, acc_threshold: float = 0.5, fps_ref: float = 8.0,
                  backoff: bool = True) -> None:
         if max_wait_s <= 0 or min_labels < 1 or batch_labels < 1 or fps_ref <= 0:
