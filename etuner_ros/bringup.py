@@ -19,9 +19,9 @@ from pathlib import Path
 
 import rclpy
 import yaml
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 
+from etuner_ros.ros.executor import QueueAwareExecutor
 from etuner_ros.ros.params import ParameterError
 from etuner_ros.ros.run import spin_until_shutdown, use_default_transport_profile
 
@@ -115,8 +115,10 @@ def run(nodes: list[Node], duration: float = 0.0, threads: int = 4) -> int:
     """Spin ``nodes`` on one multi-threaded executor until Ctrl-C or ``duration`` seconds.
 
     An exception escaping a callback is logged and the executor spins on (``ros/run.py`` says
-    why): one node's failure never ends the others. Returns the exit code."""
-    executor = MultiThreadedExecutor(num_threads=threads)
+    why): one node's failure never ends the others. Returns the exit code. The executor is
+    :class:`QueueAwareExecutor` (rclpy's MultiThreadedExecutor busy-loops while a callback waits
+    for a free worker: ``ros/executor.py``)."""
+    executor = QueueAwareExecutor(num_threads=threads)
     for n in nodes:
         executor.add_node(n)
     stop = threading.Event()

@@ -1,9 +1,10 @@
 """Perception latency figures (no ROS here): frames answered and latency percentiles per phase.
 
-The ROS driver (``scripts/latency_bench.py``) runs a camera through the real nodes and records,
-for every frame, when it was published and when its detections came back; this module turns
-those records into the numbers the issue asks for (fraction answered, p50/p95 idle and during a
-tuning round), the table and the JSON.
+The ROS driver (``scripts/latency_bench.py``) runs a camera process (``scripts/latency_camera.py``)
+through the real nodes and records, for every frame, when it was published and when its
+detections came back; this module turns those records into the numbers the issue asks for
+(fraction answered, p50/p95 idle and during a tuning round), the table and the JSON, and reads
+the camera's log (frames published, slots it skipped because it was late).
 """
 
 from __future__ import annotations
@@ -51,6 +52,37 @@ def phase(name: str, sent_ns: Sequence[int], latency_s: dict[int, float],
     return Phase(name, len(sent_ns), answered, float(np.percentile(lat, 50)),
                  float(np.percentile(lat, 95)), float(np.mean(lat)), float(np.max(lat)),
                  float(seconds))
+
+
+@dataclass
+class CameraLog:
+    """What the camera process published: header stamps (ns) in order, and the slots it skipped
+    as ``(stamp of the frame before, slots)``."""
+
+    stamps: list[int]
+    skips: list[tuple[int, int]]
+
+    def sent_in(self, windows: Sequence[tuple[int, int]]) -> list[int]:
+        """Stamps published inside any of ``windows`` (start, end ns, end excluded)."""
+        return [s for s in self.stamps if any(a <= s < b for a, b in windows)]
+
+    def skipped_in(self, windows: Sequence[tuple[int, int]]) -> int:
+        return sum(n for s, n in self.skips if any(a <= s < b for a, b in windows))
+
+    def max_gap_ms(self) -> float:
+        """Longest time between two published frames (a stalled camera shows here)."""
+        return float(np.max(np.diff(self.stamps)) / 1e6) if len(self.stamps) > 1 else 0.0
+
+
+def read_camera_log(path: Path) -> CameraLog:
+    """Parse the camera's log: one stamp per line, ``skip N`` after a late frame."""
+    log = CameraLog([], [])
+    for line in Path(path).read_text().splitlines():
+        if line.startswith("skip "):
+            log.skips.append((log.stamps[-1] if log.stamps else 0, int(line.split()[1])))
+        elif line.strip():
+            log.stamps.append(int(line))
+    return log
 
 
 def table(phases: Sequence[Phase]) -> str:

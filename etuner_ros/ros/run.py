@@ -24,10 +24,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import rclpy
-from rclpy.executors import Executor, ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
 from etuner_ros.core.text import printable
+from etuner_ros.ros.executor import QueueAwareExecutor
 from etuner_ros.ros.params import ParameterError
 
 PROFILE_ENV = "FASTRTPS_DEFAULT_PROFILES_FILE"
@@ -108,7 +109,9 @@ def run_node(factory: Callable[[], Node], name: str, args: list[str] | None = No
              threads: int = 1) -> int:
     """Init rclpy, build the node and spin it until Ctrl-C; a bad parameter is one fatal log
     line and exit code 2, not a traceback. ``threads`` > 1 lets services answer while another
-    callback (an inference, a swap wait) is running."""
+    callback (an inference, a swap wait) is running; it uses :class:`QueueAwareExecutor`, not
+    rclpy's MultiThreadedExecutor, whose spin thread busy-loops while a callback waits for a
+    free worker (``ros/executor.py``). One thread needs no pool: a single-threaded executor."""
     use_default_transport_profile()
     rclpy.init(args=args)
     try:
@@ -117,7 +120,8 @@ def run_node(factory: Callable[[], Node], name: str, args: list[str] | None = No
         rclpy.logging.get_logger(name).fatal(str(exc))
         rclpy.try_shutdown()
         return 2
-    executor = MultiThreadedExecutor(num_threads=threads)
+    executor: Executor = (QueueAwareExecutor(num_threads=threads) if threads > 1
+                          else SingleThreadedExecutor())
     executor.add_node(node)
     try:
         code = spin_until_shutdown(executor, name)

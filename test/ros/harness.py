@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import rclpy
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
+
+from etuner_ros.ros.executor import QueueAwareExecutor
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -34,7 +35,7 @@ class Probe:
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node: Node = rclpy.create_node(name, namespace=namespace, context=self.context)
-        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
+        self.executor = QueueAwareExecutor(num_threads=2, context=self.context)
         self.executor.add_node(self.node)
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()

@@ -35,3 +35,16 @@ def test_verdict_and_json(tmp_path):
                                 {"verdict": v}).read_text())
     assert doc["phases"]["round"]["p95_ms"] == pytest.approx(20.0)
     assert doc["setup"]["fps"] == 30 and doc["verdict"]["p95_ratio_ok"] is False
+
+
+def test_camera_log_windows_skips_and_gap(tmp_path):
+    from etuner_ros.bench.latency import read_camera_log
+
+    path = tmp_path / "camera.log"
+    path.write_text("100\n200\nskip 3\n600\n700\n\n")
+    log = read_camera_log(path)
+    assert log.stamps == [100, 200, 600, 700] and log.skips == [(200, 3)]
+    assert log.sent_in([(150, 650)]) == [200, 600]  # end excluded, start included
+    assert log.sent_in([(0, 150), (700, 800)]) == [100, 700]
+    assert log.skipped_in([(150, 650)]) == 3 and log.skipped_in([(600, 800)]) == 0
+    assert log.max_gap_ms() == pytest.approx(400 / 1e6)
