@@ -18,15 +18,15 @@ decode images by the same rules:
 
 ``python -m etuner_ros.core.bag info BAG`` summarises a bag; ``export BAG DIR`` writes its frames
 as ``DIR/<part>/<class or "unlabelled">/<stamp>.png`` for labelling by hand and for
-``bench --stream DIR``.
+``bench --stream DIR``. That command line is ``core/bag_cli.py`` and writing bags (tests) is
+``core/bag_write.py``; ``bag.main`` and ``bag.write_bag`` still work (see ``__getattr__``).
 """
 
 from __future__ import annotations
 
-import argparse
+import importlib
 import os
-import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -34,7 +34,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 from rosbags.highlevel import AnyReader
-from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
@@ -351,80 +350,22 @@ def _safe(name: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Writing (tests, and turning recorded frames into a bag)
+# Names that live in the modules built on this one, still importable from here
 
 
-def write_bag(path: str | Path, images: Iterable[tuple[int, int, np.ndarray]],
-              corrections: Iterable[tuple[int, int, str, bool]] = (), *,
-              camera_topic: str = "/camera/color/image_raw",
-              corrections_topic: str = "/corrections", frame_id: str = "camera_optical_frame",
-              storage: str = "sqlite3", compressed: bool = False) -> Path:
-    """Write a bag of rgb8 ``(time_ns, stamp_ns, rgb)`` frames (PNG-compressed with
-    ``compressed``) and ``(time_ns, stamp_ns, true_class, confirms)`` corrections."""
-    store = typestore()
-    if CORRECTION not in store.fielddefs:
-        raise BagError("etuner_ros message definitions (msg/*.msg) not found")
-    T = store.types
-    plugin = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}[storage]
-
-    def header(stamp_ns: int) -> object:
-        return T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](
-            sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000), frame_id=frame_id)
-
-    entries: list[tuple[int, int, object, str]] = []  # time, order, message, type
-    for t, s, rgb in images:
-        if compressed:
-            ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-            assert ok
-            msg = T[COMPRESSED](header=header(s), format="png", data=buf.reshape(-1))
-            entries.append((t, len(entries), msg, COMPRESSED))
-        else:
-            h, w = rgb.shape[:2]
-            msg = T[IMAGE](header=header(s), height=h, width=w, encoding="rgb8", is_bigendian=0,
-                           step=w * 3, data=np.ascontiguousarray(rgb, np.uint8).reshape(-1))
-            entries.append((t, len(entries), msg, IMAGE))
-    for t, s, cls, confirms in corrections:
-        roi = T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0,
-                                                     do_rectify=False)
-        msg = T[CORRECTION](header=header(s), true_class=cls, has_box=False, box=roi,
-                            source="bag", confirms=confirms)
-        entries.append((t, len(entries), msg, CORRECTION))
-    entries.sort(key=lambda e: (e[0], e[1]))
-    with Writer(Path(path), version=9, storage_plugin=plugin) as writer:
-        conns = {}
-        for _, _, _, ty in entries:
-            if ty not in conns:
-                topic = corrections_topic if ty == CORRECTION else camera_topic
-                conns[ty] = writer.add_connection(topic, ty, typestore=store)
-        for t, _, msg, ty in entries:
-            writer.write(conns[ty], t, bytes(store.serialize_cdr(msg, ty)))
-    return Path(path)
+_MOVED = {"main": "etuner_ros.core.bag_cli", "write_bag": "etuner_ros.core.bag_write"}
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m etuner_ros.core.bag",
-                                description=__doc__.splitlines()[0])
-    p.add_argument("command", choices=("info", "export"))
-    p.add_argument("bag", type=Path)
-    p.add_argument("out", type=Path, nargs="?", help="export: output folder")
-    p.add_argument("--camera-topic", default="")
-    p.add_argument("--corrections-topic", default="")
-    p.add_argument("--parts", type=int, default=1, help="export: cut into N parts (scenarios)")
-    a = p.parse_args(argv)
-    try:
-        with BagSource(a.bag, a.camera_topic, a.corrections_topic) as src:
-            if a.command == "info":
-                print("\n".join(src.info.lines()))
-                return 0
-            if a.out is None:
-                p.error("export needs an output folder")
-            n = export(src, a.out, a.parts)
-            print(f"wrote {n} frames under {a.out}")
-            return 0
-    except BagError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+def __getattr__(name: str) -> object:
+    """``bag.main`` and ``bag.write_bag`` (PEP 562): imported on first use, because
+    ``bag_cli`` and ``bag_write`` import this module and an eager import here would be a cycle
+    whenever one of them is imported first."""
+    if name in _MOVED:
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 if __name__ == "__main__":
+    from etuner_ros.core.bag_cli import main
+
     raise SystemExit(main())

@@ -20,6 +20,8 @@ transaction per batch (one fsync for many corrections):
   them. A rejected correction replaces nothing.
 
 ``add_labelled`` stays a raw insert without these rules (tools and tests).
+
+The file format (tables, schema version, upgrade of older files) is ``core/store_schema.py``.
 """
 
 from __future__ import annotations
@@ -35,44 +37,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from etuner_ros.core.class_names import (
-    ACCEPT,
-    HOLD,
-    REJECT,
-    ClassPolicy,
-    InvalidClassName,
-    normalise_class,
-)
+from etuner_ros.core.class_names import ACCEPT, HOLD, REJECT, ClassPolicy, normalise_class
+from etuner_ros.core.store_schema import SAMPLE_COLUMNS, SCHEMA, SCHEMA_VERSION, upgrade
 
-SCHEMA_VERSION = 2
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS labelled (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, image BLOB NOT NULL, label TEXT NOT NULL,
-    stamp_ns INTEGER NOT NULL, predicted TEXT, model_version INTEGER,
-    confirms INTEGER NOT NULL DEFAULT 0, source TEXT NOT NULL DEFAULT '',
-    scenario TEXT NOT NULL DEFAULT '');
-CREATE TABLE IF NOT EXISTS unlabelled (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, image BLOB NOT NULL, stamp_ns INTEGER NOT NULL,
-    scenario TEXT NOT NULL DEFAULT '', slot INTEGER NOT NULL UNIQUE);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS held (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, image BLOB NOT NULL, label TEXT NOT NULL,
-    stamp_ns INTEGER NOT NULL, predicted TEXT, model_version INTEGER,
-    confirms INTEGER NOT NULL DEFAULT 0, source TEXT NOT NULL DEFAULT '',
-    scenario TEXT NOT NULL DEFAULT '');
-CREATE TABLE IF NOT EXISTS classes (
-    name TEXT PRIMARY KEY, reason TEXT NOT NULL DEFAULT '');
-CREATE TABLE IF NOT EXISTS quarantined (
-    id INTEGER PRIMARY KEY, image BLOB NOT NULL, label TEXT NOT NULL, stamp_ns INTEGER NOT NULL,
-    predicted TEXT, model_version INTEGER, confirms INTEGER NOT NULL DEFAULT 0,
-    source TEXT NOT NULL DEFAULT '', scenario TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS labelled_stamp ON labelled (stamp_ns);
-CREATE INDEX IF NOT EXISTS held_stamp ON held (stamp_ns);
-CREATE INDEX IF NOT EXISTS held_label ON held (label, stamp_ns);
-"""
-_LCOLS = "id, image, label, stamp_ns, predicted, model_version, confirms, source, scenario"
+_LCOLS = SAMPLE_COLUMNS
 _UCOLS = "id, image, NULL, stamp_ns, NULL, NULL, 0, '', scenario"
 
 
@@ -168,35 +136,11 @@ class SampleStore:
         self._lock = threading.Lock()  # guards _conns and _rng (Generator is not thread-safe)
         self._rng = np.random.default_rng(seed)
         self._closed = False
-        self._conn().executescript(_SCHEMA)  # idempotent DDL, safe if processes race here
+        self._conn().executescript(SCHEMA)  # idempotent DDL, safe if processes race here
         with self._tx() as c:
-            if c.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == 0:
-                c.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
-            version = c.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
-            if version == 1:
-                self._migrate_v1(c)
-                version = SCHEMA_VERSION
+            version = upgrade(c)  # older files are upgraded in place (core/store_schema.py)
         if version != SCHEMA_VERSION:
             raise RuntimeError(f"{self.path}: schema version {version}, expected {SCHEMA_VERSION}")
-
-    @staticmethod
-    def _migrate_v1(c: sqlite3.Connection) -> None:
-        """Version 1 stored any class name. Samples whose name breaks today's rule move to
-        ``quarantined`` (kept, never served) so they cannot re-add the class; the other names
-        become accepted classes (they were trained on already)."""
-        for row_id, label in c.execute("SELECT id, label FROM labelled").fetchall():
-            try:
-                ok = normalise_class(label) == label
-                why = "name is not in canonical form"
-            except InvalidClassName as exc:
-                ok, why = False, exc.reason
-            if not ok:
-                c.execute(f"INSERT INTO quarantined SELECT {_LCOLS}, ? FROM labelled WHERE id = ?",
-                          (f"schema v1 migration: {why}", row_id))
-                c.execute("DELETE FROM labelled WHERE id = ?", (row_id,))
-        c.execute("INSERT OR IGNORE INTO classes (name, reason) "
-                  "SELECT DISTINCT label, 'schema v1 migration' FROM labelled")
-        c.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
 
     def _conn(self) -> sqlite3.Connection:
         """This thread's connection (re-opened after fork: a connection must not cross it)."""
