@@ -28,9 +28,10 @@ import torch
 
 from etuner_ros.bench.config import default_config
 from etuner_ros.bench.suite import load_stream, prepare_start
+from etuner_ros.core.adabn import adapt_bn_front
 from etuner_ros.core.checkpoint import load_checkpoint
 from etuner_ros.core.model import layer_groups, preprocess
-from etuner_ros.core.trainer import TrainConfig, accuracy, adapt_bn_front, train_round
+from etuner_ros.core.trainer import TrainConfig, accuracy, train_round
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -121,6 +121,7 @@ class LabelBook:
         docstring), by its id when it has no stamp or blocks are off."""
         if self.holdout_block_s > 0 and item.stamp is not None:
             block = int(item.stamp // self.holdout_block_s)
+            # a prime stride and offset: block numbers must not hash like sample ids 0, 1, ...
             return is_holdout(block * 7919 + 1, self.holdout_fraction)
         return is_holdout(item.id, self.holdout_fraction)
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
+from etuner_ros.core.adabn import adapt_bn_front
 from etuner_ros.core.costs import RoundCost
 from etuner_ros.core.gate import Verdict, bn_round_gate
 from etuner_ros.core.label_book import LabelItem
@@ -38,7 +39,6 @@ from etuner_ros.core.simfreeze import SimFreeze
 from etuner_ros.core.trainer import (
     TrainConfig,
     TrainOutcome,
-    adapt_bn_front,
     group_flops,
     pseudo_label,
     train_round,

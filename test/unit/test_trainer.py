@@ -82,7 +82,7 @@ def test_worse_candidate_is_rejected_and_tie_passes():
 
 
 def test_adabn_changes_only_batchnorm_buffers_and_matches_frame_statistics():
-    from etuner_ros.core.trainer import adapt_bn
+    from etuner_ros.core.adabn import adapt_bn
 
     b = bundle()
     before = {k: v.clone() for k, v in b.model.state_dict().items()}
@@ -207,7 +207,7 @@ def test_consistency_needs_unlabelled_frames_and_a_weight_and_is_charged():
 
 
 def test_adabn_blend_moves_statistics_part_of_the_way():
-    from etuner_ros.core.trainer import adapt_bn
+    from etuner_ros.core.adabn import adapt_bn
 
     bn = torch.nn.modules.batchnorm._BatchNorm
     x = data(16, seed=4) * 0.5 + 2.0
@@ -222,8 +222,9 @@ def test_adabn_blend_moves_statistics_part_of_the_way():
 
 
 def test_shallow_adabn_adapts_only_the_front_groups_and_charges_only_their_flops():
+    from etuner_ros.core.adabn import adapt_bn_front
     from etuner_ros.core.model import layer_groups
-    from etuner_ros.core.trainer import adapt_bn_front, group_flops
+    from etuner_ros.core.trainer import group_flops
 
     b = bundle()
     groups = layer_groups(b.model, b.arch)
