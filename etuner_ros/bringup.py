@@ -49,6 +49,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--image-topic", default="image", help="camera topic (remaps 'image')")
     p.add_argument("--sim", action=argparse.BooleanOptionalAction, default=False,
                    help="also start sim_camera and sim_caregiver")
+    p.add_argument("--regions-topic", default="",
+                   help="an upstream detector's boxes: perception recognises each "
+                        "(region_source topic; remaps 'regions')")
+    p.add_argument("--region-message", default="",
+                   help="type on --regions-topic: etuner_ros, vision_msgs or yolo_msgs")
     p.add_argument("--policy", default="", help="override the tuner's policy")
     p.add_argument("--checkpoint", default="", help="override perception's checkpoint")
     p.add_argument("--data-dir", default="", help="override data_dir of every node")
@@ -64,7 +69,12 @@ def ros_args(opts: argparse.Namespace) -> list[str]:
         args += ["--params-file", str(extra)]
     if opts.image_topic != "image":
         args += ["-r", f"image:={opts.image_topic}"]
-    overrides = {"perception": {"checkpoint": opts.checkpoint}, "tuner": {"policy": opts.policy},
+    if opts.regions_topic:  # only perception has a 'regions' topic
+        args += ["-r", f"perception:regions:={opts.regions_topic}"]
+    overrides = {"perception": {"checkpoint": opts.checkpoint,
+                                "region_source": "topic" if opts.regions_topic else "",
+                                "region_message": opts.region_message},
+                 "tuner": {"policy": opts.policy},
                  "**": {"data_dir": opts.data_dir}}
     return args + override_args(overrides)
 

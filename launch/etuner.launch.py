@@ -2,6 +2,9 @@
 
     ros2 launch etuner_ros etuner.launch.py image_topic:=/camera/color/image_raw \
         checkpoint:=/path/to/model.pt [namespace:=robot1] [sim:=true] [policy:=lazytune] [rviz:=true]
+    # on top of yolo_ros: recognise each of its boxes (perception's region_source: topic)
+    ros2 launch etuner_ros etuner.launch.py image_topic:=/camera/color/image_raw \
+        regions_topic:=/yolo/detections region_message:=yolo_msgs
 
 Every node reads the same parameters file (``config``); ``policy`` and ``checkpoint`` override the
 file only when given, so an empty argument never wipes a configured value. ``bringup`` (no launch
@@ -43,6 +46,8 @@ def _nodes(context: LaunchContext) -> list[Node]:
     config = LaunchConfiguration("config").perform(context)
     policy = LaunchConfiguration("policy").perform(context)
     checkpoint = LaunchConfiguration("checkpoint").perform(context)
+    regions_topic = LaunchConfiguration("regions_topic").perform(context)
+    region_message = LaunchConfiguration("region_message").perform(context)
     image_remap = [("image", image_topic)]
     sim_time = LaunchConfiguration("use_sim_time").perform(context).lower() in ("true", "1")
     sim = IfCondition(LaunchConfiguration("sim"))
@@ -51,6 +56,12 @@ def _nodes(context: LaunchContext) -> list[Node]:
     perception_params: list = [config, *clock]
     if checkpoint:
         perception_params.append({"checkpoint": checkpoint})
+    perception_remap = list(image_remap)
+    if regions_topic:  # an upstream detector's boxes: recognise each of them
+        perception_params.append({"region_source": "topic"})
+        perception_remap.append(("regions", regions_topic))
+    if region_message:
+        perception_params.append({"region_message": region_message})
     tuner_params: list = [config, *clock]
     if policy:
         tuner_params.append({"policy": policy})
@@ -59,7 +70,7 @@ def _nodes(context: LaunchContext) -> list[Node]:
               "respawn": True, "respawn_delay": 2.0}
     nodes = [
         Node(executable="perception_node", name="perception", parameters=perception_params,
-             remappings=image_remap, **common),
+             remappings=perception_remap, **common),
         Node(executable="label_collector_node", name="label_collector",
              parameters=[config, *clock],
              remappings=image_remap, **common),
@@ -97,6 +108,12 @@ def generate_launch_description() -> LaunchDescription:
                               description="tuner policy; empty keeps the one in config"),
         DeclareLaunchArgument("checkpoint", default_value="",
                               description="perception's starting weights; empty keeps config's"),
+        DeclareLaunchArgument("regions_topic", default_value="",
+                              description="an upstream detector's boxes: perception recognises "
+                                          "each (region_source topic; remaps 'regions')"),
+        DeclareLaunchArgument("region_message", default_value="",
+                              description="type on regions_topic: etuner_ros, vision_msgs or "
+                                          "yolo_msgs; empty keeps config's"),
         DeclareLaunchArgument("use_sim_time", default_value="false",
                               description="every node follows /clock (bag replay, simulation)"),
         DeclareLaunchArgument("rviz", default_value="false",
