@@ -141,7 +141,8 @@ class SimCameraNode(Node):
         # Truth first: the caregiver must not see the detection of a frame before its truth.
         self.truth_pub.publish(SimGroundTruth(
             header=header, class_name=str(frame.label), scenario=scenario,
-            frame_index=int(frame.index)))
+            frame_index=int(frame.index), width=int(frame.image.shape[1]),
+            height=int(frame.image.shape[0])))
         self.image_pub.publish(rgb_to_image(frame.image, header))
         self.frames_sent += 1
         self._sent_at.append(now.nanoseconds * 1e-9)
