@@ -49,6 +49,9 @@ from etuner_ros.sim.world import (
     _View,
 )
 
+# bump when room rendering, scheduling or defaults change (with world.WORLD_VERSION, a crop-
+# pretrained model's cache key)
+ROOMS_VERSION = 1
 FPS = 8.0  # the sim camera's frame rate: dwell and gap times are in seconds at this rate
 OBJECTS = (1, 6)  # objects in view (the first number always, the second at most)
 DWELL_S = (2.0, 8.0)  # seconds an object stays in view
