@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from etuner_ros.core.regions import iou
 from etuner_ros.sim.rooms import RoomFrame, RoomObject
 
 GENERIC_NAMES: dict[str, str] = {
@@ -65,15 +66,6 @@ def jitter_box(box: Sequence[int], fraction: float, rng: np.random.Generator,
     x1 = int(np.clip(round(x + w + dr), x0 + 1, iw))
     y1 = int(np.clip(round(y + h + db), y0 + 1, ih))
     return x0, y0, x1 - x0, y1 - y0
-
-
-def iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """Intersection over union of two (x, y, w, h) boxes."""
-    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
 
 
 class SimDetector:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from etuner_ros.sim.detector import FALSE_NAMES, GENERIC_NAMES, Detection, SimDetector, iou
+from etuner_ros.core.regions import iou
+from etuner_ros.sim.detector import FALSE_NAMES, GENERIC_NAMES, Detection, SimDetector
 from etuner_ros.sim.rooms import RoomFrame, RoomObject, RoomWorld
 from etuner_ros.sim.world import BASE_CLASSES, NEW_CLASSES
 
