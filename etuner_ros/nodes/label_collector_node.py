@@ -10,8 +10,9 @@ SQLite store (one transaction, one fsync per batch; see ``core/store.py`` for th
 last-correction-wins-per-region rules, ``core/class_names.py`` for the class-name rule).
 
 Every correction ends in exactly one counter on ``/diagnostics`` (``ros/correction_ledger.py``):
-``stored`` or ``held`` (committed), ``rejected.<reason>`` (invalid name, unpairable, policy, store
-error; logged with the name escaped) or ``dropped`` (the bounded write queue was full; logged).
+``stored`` or ``held`` (committed), ``rejected.<reason>`` (invalid name, unpairable, no such
+region, policy, store error; logged with the name escaped) or ``dropped`` (the bounded write
+queue was full; logged).
 Nothing is lost silently: the subscription is reliable KEEP_ALL, the callback only validates and
 enqueues, so DDS never overwrites an unread correction; publishers must be reliable (see
 ``msg/LabelCorrection.msg``). A correction that arrives before its frame waits
