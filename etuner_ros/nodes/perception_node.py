@@ -164,6 +164,7 @@ class PerceptionNode(LifecycleNode):
         try:  # the last model the tuner made active wins over the base, if it validates
             bundle, path = load_start_model(self._models_dir, self._ckpt, self.arch,
                                             self.get_logger().warn)
+            self.feed.load()
         except CheckpointError as exc:
             self.last_error = str(exc)
             self.get_logger().error(f"cannot load checkpoint: {exc}")

@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 from rclpy.callback_groups import CallbackGroup
 from rclpy.node import Node
 
+from etuner_ros.core.checkpoint import CheckpointError
 from etuner_ros.core.region_pairing import StampPairer
-from etuner_ros.core.regions import CROP_CONTEXT, whole_frame
+from etuner_ros.core.regions import CROP_CONTEXT, Box, whole_frame
 from etuner_ros.ros.params import declare
 from etuner_ros.ros.qos import reliable_qos
 from etuner_ros.ros.region_input import MESSAGE_TYPES, Region, message_class, read_regions
 from etuner_ros.ros.stamps import stamp_ns
 
-REGION_SOURCES: tuple[str, ...] = ("frame", "topic")
+REGION_SOURCES: tuple[str, ...] = ("frame", "topic", "detector")
 
 
 class RegionFeed:
@@ -31,8 +33,18 @@ class RegionFeed:
         self.node = node
         self.source = declare(
             node, "region_source", "frame", "what is recognised in a frame: 'frame' (the whole "
-            "frame, one detection) or 'topic' (each box an upstream detector publishes on "
-            "'regions' for the frame's stamp)", choices=REGION_SOURCES, read_only=True)
+            "frame, one detection), 'topic' (each box an upstream detector publishes on "
+            "'regions' for the frame's stamp) or 'detector' (each box of the built-in "
+            "class-agnostic proposer, proposer_checkpoint)", choices=REGION_SOURCES,
+            read_only=True)
+        self.proposer_path = str(declare(
+            node, "proposer_checkpoint", "", "region_source detector: the proposer's weights "
+            "(made by `python -m etuner_ros.sim.train_proposer`, or torchvision's COCO SSDlite "
+            "saved with core.proposer.save_proposer)", read_only=True))
+        self.proposer_threshold = float(declare(
+            node, "proposer_score_threshold", -1.0, "region_source detector: least score of a "
+            "proposal (negative: the checkpoint's own)", minimum=-1.0, maximum=1.0,
+            read_only=True))
         self.message = declare(
             node, "region_message", "etuner_ros", "message type on 'regions': etuner_ros "
             "(DetectionArray), vision_msgs (Detection2DArray) or yolo_msgs (yolo_ros)",
@@ -53,11 +65,27 @@ class RegionFeed:
                                                int(float(timeout) * 1e9))
         self._lock = threading.Lock()
         self.bad = self.over_limit = 0
+        self.proposals = 0
         self._sub = None
+        self.proposer = None
 
     @property
     def from_topic(self) -> bool:
         return self.source == "topic"
+
+    def load(self) -> None:
+        """Source ``detector``: load the proposer (raises ``CheckpointError`` with the file and
+        the problem; perception's configure then fails with it)."""
+        if self.source != "detector" or self.proposer is not None:
+            return
+        from etuner_ros.core.proposer import load_proposer
+
+        if not self.proposer_path:
+            raise CheckpointError("region_source detector needs proposer_checkpoint")
+        options = {"max_proposals": self.max_regions}
+        if self.proposer_threshold >= 0:
+            options["score_thresh"] = self.proposer_threshold
+        self.proposer = load_proposer(Path(self.proposer_path).expanduser(), **options)
 
     def subscribe(self, callback: Callable, group: CallbackGroup) -> None:
         """Subscribe ``regions`` (source ``topic`` only); reliable, like detector outputs."""
@@ -73,6 +101,12 @@ class RegionFeed:
 
     def frame(self, header, rgb: np.ndarray, now_ns: int) -> tuple | None:
         """A frame arrived: ``(header, rgb, regions)`` to recognise now, or None (it waits)."""
+        if self.source == "detector" and self.proposer is not None:
+            props = self.proposer.propose(rgb)
+            with self._lock:
+                self.proposals += len(props)
+            return header, rgb, [Region(Box(p.x, p.y, p.w, p.h), "", f"p{k}", float(p.score))
+                                 for k, p in enumerate(props)]
         if not self.from_topic:
             return header, rgb, [Region(whole_frame(rgb))]
         pair = self.pairer.add_frame(stamp_ns(header.stamp), (header, rgb), now_ns)
@@ -105,7 +139,7 @@ class RegionFeed:
         """For ``/diagnostics``: every box message or frame that found no partner, by why."""
         with self._lock:
             out = {"region_source": self.source, "bad_regions": self.bad,
-                   "regions_over_limit": self.over_limit}
+                   "regions_over_limit": self.over_limit, "proposals": self.proposals}
         waiting_frames, waiting_boxes = self.pairer.waiting()
         out.update({f"pairing_{k}": v for k, v in self.pairer.counts.as_dict().items()})
         out.update({"pairing_frames_waiting": waiting_frames,

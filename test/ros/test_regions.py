@@ -19,7 +19,7 @@ from etuner_ros.msg import Detection, DetectionArray
 from etuner_ros.ros.image import rgb_to_image
 from etuner_ros.ros.qos import reliable_qos
 
-from harness import wait_for
+from harness import Bringup, wait_for
 
 W, H = 96, 64
 BOXES = [Box(2, 3, 30, 20), Box(40, 10, 24, 40), Box(70, 30, 26, 34)]
@@ -127,3 +127,61 @@ def test_bad_boxes_and_unpaired_halves_are_counted_not_silent(system):
                  "pairing_regions_timed_out": 1}
     assert not [a for a in system["dets"] if a.header.stamp in (lonely_frame, lonely_boxes)]
     system["sut"].check()
+
+
+def test_the_built_in_proposer_finds_regions_and_each_is_recognised(tmp_path_factory):
+    """Issue 8, criterion 2: region_source detector loads a proposer checkpoint the project
+    made (a short run of sim.train_proposer) and recognises each box it proposes, in one
+    batched forward; a broken proposer file stops perception's configure with the reason."""
+    import torch
+
+    from etuner_ros.core.proposer import save_proposer
+    from etuner_ros.sim.train_proposer import train_detector
+
+    d = tmp_path_factory.mktemp("proposer")
+    torch.set_num_threads(1)
+    ckpt = save_proposer(d / "proposer.pt", train_detector(seed=0, steps=40, input_size=128),
+                         {"score_thresh": 0.2})
+    sut, probe, ctx = start(d, "proposer", overlay="    region_source: detector\n"
+                            f"    proposer_checkpoint: '{ckpt}'\n    max_regions: 5\n")
+    try:
+        from etuner_ros.sim.rooms import RoomWorld
+
+        frame = RoomWorld(0).frame("day_kitchen", 0, split="val")
+        before = values(perception_status(ctx))
+        stamp = Time(sec=777)
+        wait_for(lambda: ctx["img"].get_subscription_count() >= 1, 30, "perception subscribed")
+        ctx["img"].publish(rgb_to_image(frame.image, Header(stamp=stamp, frame_id="cam")))
+        out = answer(ctx, stamp)
+        assert 1 <= len(out.detections) <= 5
+        h, w = frame.image.shape[:2]
+        for k, det in enumerate(out.detections):
+            b = det.bbox
+            assert b.width > 0 and b.height > 0
+            assert b.x_offset + b.width <= w and b.y_offset + b.height <= h
+            assert det.upstream_id == f"p{k}" and det.upstream_class == ""
+        after = wait_for(lambda: (v := values(perception_status(ctx)))
+                         and int(v["forward_passes"]) > int(before["forward_passes"]) and v,
+                         30, "the frame counted")
+        assert int(after["forward_passes"]) - int(before["forward_passes"]) == 1
+        assert int(after["proposals"]) - int(before["proposals"]) == len(out.detections)
+        assert int(after["regions"]) - int(before["regions"]) == len(out.detections)
+    finally:
+        stop(sut, probe)
+    (d / "broken.pt").write_bytes(b"not a checkpoint")
+    bad = Bringup(d / "bad.log", "--params-file", str(_overlay(d, "broken.pt")),
+                  "--checkpoint", str(d / "base.pt"), "--namespace", "badprop")
+    try:
+        wait_for(lambda: not bad.alive(), 60, "bringup refusing the broken proposer")
+        assert "broken.pt" in bad.log() and "proposer" in bad.log().lower()
+    finally:
+        bad.stop()
+
+
+def _overlay(d, proposer: str):
+    p = d / "bad_overlay.yaml"
+    p.write_text(f"/**:\n  ros__parameters:\n    data_dir: '{d}'\n"
+                 "/**/tuner:\n  ros__parameters:\n    policy: none\n"
+                 "/**/perception:\n  ros__parameters:\n    region_source: detector\n"
+                 f"    proposer_checkpoint: '{d / proposer}'\n")
+    return p
