@@ -25,17 +25,23 @@ from etuner_ros.core.proposer import (
     pretrained_proposer,
     save_proposer,
 )
+from etuner_ros.core.regions import iou
 from etuner_ros.sim import train_proposer
-from etuner_ros.sim.box_scenes import BoxScene, box_scenes
+from etuner_ros.sim.rooms import RoomFrame
 
 torch.set_num_threads(1)
 SIZE = 128  # detector input for the tests' models: cheaper than the default 160
 TRAIN_STEPS = 40
+#: Held-out frames the trained checkpoint is judged on: the trainer's own world (seed 0), "val"
+#: split, cycling through every scenario as the trainer does.
+VAL_FRAMES = 140
+EASY_AREA = 0.03  # an "easy" object's box covers at least this share of the frame
 
 
 @pytest.fixture(scope="module")
-def scenes() -> list[BoxScene]:
-    return box_scenes(0, 24, split="val")
+def scenes() -> list[RoomFrame]:
+    world = train_proposer.room_world(0)
+    return [train_proposer.room_frame(world, j, "val") for j in range(VAL_FRAMES)]
 
 
 @pytest.fixture(scope="module")
@@ -59,10 +65,6 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     return path, out.getvalue()
 
 
-def _iou(p: Proposal, b: np.ndarray) -> float:
-    return train_proposer.box_iou_xywh(p.box, b)
-
-
 def _well_formed(props: list[Proposal], image: np.ndarray, proposer: RegionProposer) -> None:
     h, w = image.shape[:2]
     assert len(props) <= proposer.max_proposals
@@ -77,26 +79,36 @@ def _well_formed(props: list[Proposal], image: np.ndarray, proposer: RegionPropo
 
 # ----- the trained checkpoint: loads, proposes real boxes -----
 def test_trained_checkpoint_proposes_objects(trained: tuple[Path, str],
-                                             scenes: list[BoxScene]) -> None:
+                                             scenes: list[RoomFrame],
+                                             untrained: RegionProposer) -> None:
     path, printed = trained
     assert "recall@0.5" in printed and "saved" in printed
     proposer = load_proposer(path, score_thresh=0.0, max_proposals=5)
     assert (proposer.input_size, proposer.num_classes) == (SIZE, 2)
     assert proposer.meta["steps"] == TRAIN_STEPS and 0.0 <= proposer.meta["recall"] <= 1.0
-    easy = [s for s in scenes if len(s.boxes) == 1]
-    assert len(easy) >= 4
-    best = []
-    for s in easy:
-        props = proposer.propose(s.image)
+    # Easy frames: one or two objects in view, each covering >= 3 % of the frame (~24x24 px).
+    h, w = scenes[0].image.shape[:2]
+    easy = [s for s in scenes if 1 <= len(s.objects) <= 2
+            and all(o.box[2] * o.box[3] >= EASY_AREA * w * h for o in s.objects)]
+    assert len(easy) >= 20 and len({s.scenario for s in easy}) >= 5
+    images = [s.image for s in easy]
+    best, chance = [], []
+    for s, props, blind in zip(easy, proposer.propose_batch(images),
+                               untrained.propose_batch(images), strict=True):
         _well_formed(props, s.image, proposer)
         assert props, "a zero threshold must leave proposals"
-        best.append(max(_iou(p, s.boxes[0]) for p in props))
-    # Its top five proposals find the single object of most easy frames, not just one by luck.
-    assert max(best) >= 0.3 and np.mean(np.array(best) >= 0.3) >= 0.5, best
+        best += [max(iou(p.box, o.box) for p in props) for o in s.objects]
+        chance += [max(iou(p.box, o.box) for p in blind[:5]) for o in s.objects]
+    found, by_chance = np.mean(np.array(best) >= 0.3), np.mean(np.array(chance) >= 0.3)
+    # Its top five proposals overlap (IoU >= 0.3) at least half of these objects, in every kind
+    # of light. Measured after 40 steps: 0.61 (trainer seeds 0-4: 0.61-0.77); the untrained
+    # detector's top five: 0.09; five fixed boxes of the median object size spread across the
+    # band where objects stand: 0.32.
+    assert found >= 0.5 and by_chance <= 0.2, (found, by_chance, np.round(best, 2))
 
 
 def test_default_settings_on_a_real_frame(trained: tuple[Path, str],
-                                          scenes: list[BoxScene]) -> None:
+                                          scenes: list[RoomFrame]) -> None:
     proposer = load_proposer(trained[0])
     assert proposer.score_thresh == train_proposer.SCORE_THRESH, "the checkpoint's own threshold"
     for s in scenes[:4]:
@@ -104,7 +116,7 @@ def test_default_settings_on_a_real_frame(trained: tuple[Path, str],
 
 
 # ----- plumbing: shapes, batching, post-processing -----
-def test_batched_equals_one_by_one(untrained: RegionProposer, scenes: list[BoxScene]) -> None:
+def test_batched_equals_one_by_one(untrained: RegionProposer, scenes: list[RoomFrame]) -> None:
     frames = [s.image for s in scenes[:3]]
     frames.append(np.ascontiguousarray(np.repeat(np.repeat(frames[0], 4, 0), 4, 1)[:400]))
     frames.append(frames[1][:50, :33].copy())  # odd, small, not 4:3
@@ -149,7 +161,7 @@ def test_bad_settings_are_refused(kwargs: dict) -> None:
         RegionProposer(build_detector(2, 64), **kwargs)
 
 
-def test_robot_hook_builds_coco_architecture(scenes: list[BoxScene], tmp_path: Path) -> None:
+def test_robot_hook_builds_coco_architecture(scenes: list[RoomFrame], tmp_path: Path) -> None:
     """Only the weights=None path runs here (no download); the architecture is the one
     torchvision's COCO weights fill, its 90 classes all count as proposals, and it goes through
     a project checkpoint (how a robot without network keeps downloaded weights)."""
@@ -167,8 +179,7 @@ def test_robot_hook_builds_coco_architecture(scenes: list[BoxScene], tmp_path: P
     # pixels may lift an IoU a little above nms_iou, never near a duplicate's 1.0.
     for i, a in enumerate(props):
         for b in props[i + 1:]:
-            bx = np.array([b.x, b.y, b.x + b.w, b.y + b.h], float)
-            assert _iou(a, bx) <= 0.4, (a, b)
+            assert iou(a.box, b.box) <= 0.4, (a, b)
 
 
 # ----- checkpoints: round trip and refusals -----
@@ -285,16 +296,35 @@ def test_classifier_checkpoint_is_not_a_proposer(tmp_path: Path) -> None:
     assert FORMAT == "etuner_ros/proposer/1"
 
 
-# ----- the synthetic scenes -----
-def test_scenes_are_deterministic_and_labelled() -> None:
-    a, b = box_scenes(3, 6), box_scenes(3, 6)
-    other = box_scenes(3, 6, split="val")
-    for s, t, u in zip(a, b, other, strict=True):
-        assert np.array_equal(s.image, t.image) and np.array_equal(s.boxes, t.boxes)
-        assert not np.array_equal(s.image, u.image)
-        h, w = s.image.shape[:2]
-        assert 1 <= len(s.boxes) == len(s.labels) <= 4
-        assert (s.boxes[:, :2] >= 0).all() and (s.boxes[:, 2] <= w).all() \
-            and (s.boxes[:, 3] <= h).all()
-        assert ((s.boxes[:, 2:] - s.boxes[:, :2]) >= 4).all()
-    assert np.array_equal(box_scenes(3, 2, start=4)[0].image, a[4].image)
+# ----- the trainer's data: RoomWorld's train/val frames -----
+def test_training_frames_cycle_scenarios_and_targets_are_visible_objects() -> None:
+    world = train_proposer.room_world(3)
+    names = [sc.name for sc in world.scenarios]
+    n = len(names)
+    frames = [train_proposer.room_frame(world, j) for j in range(2 * n)]
+    assert [f.scenario for f in frames] == names * 2, "every scenario, in turn"
+    again = train_proposer.room_frame(train_proposer.room_world(3), n + 2)
+    assert np.array_equal(again.image, frames[n + 2].image), "a pure function of (seed, j)"
+    val = train_proposer.room_frame(world, n + 2, "val")
+    assert not np.array_equal(val.image, again.image)
+    assert np.array_equal(again.image, world.frame(names[2], 1, split="train").image)
+    h, w = frames[0].image.shape[:2]
+    assert (w, h) == train_proposer.IMAGE_SIZE
+    targets = train_proposer._targets(frames, 80)
+    assert any(f.hidden for f in frames), "the check below needs a frame with hidden objects"
+    for f, t in zip(frames, targets, strict=True):
+        assert train_proposer.true_boxes(f) == [o.box for o in f.objects]  # hidden: no target
+        assert t["boxes"].shape == (len(f.objects), 4) and (t["labels"] == 1).all()
+        for o, b in zip(f.objects, t["boxes"].tolist(), strict=True):
+            x, y, bw, bh = o.box
+            assert np.allclose(b, [x * 80 / w, y * 80 / h, (x + bw) * 80 / w, (y + bh) * 80 / h])
+            assert b[2] > b[0] and b[3] > b[1]
+
+
+def test_training_is_deterministic_by_seed() -> None:
+    def weights(seed: int) -> dict[str, torch.Tensor]:
+        return train_proposer.train_detector(seed, steps=2, input_size=64).state_dict()
+
+    a, b, c = weights(5), weights(5), weights(6)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
