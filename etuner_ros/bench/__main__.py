@@ -21,7 +21,7 @@ from pathlib import Path
 from etuner_ros.bench import streams
 from etuner_ros.bench.aggregate import aggregate
 from etuner_ros.bench.config import DEV_SEEDS, TEST_SEEDS, config_dict, default_config, quick_config
-from etuner_ros.bench.report import plot, table, write_json
+from etuner_ros.bench.report import plot, scenario_table, table, write_json
 from etuner_ros.bench.suite import (
     BAG_PREFIX,
     HINDSIGHT,
@@ -174,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     for n, s, _ in sections:
         print(f"\n== {n} ({s['stream']['frames']} frames, seeds {list(seed_list)}) ==")
         print(table(s))
+        what = "per object (region)" if n == ROOMS else "per frame"
+        print(f"\naccuracy % {what} per scenario, mean over seeds:")
+        print(scenario_table(s))
     print(f"wrote {path} and {png} in {results['bench_wall_seconds']:.0f} s "
           f"({results['bench_cpu_seconds']:.0f} s CPU, {jobs_n} workers)")
     return 0
