@@ -54,7 +54,7 @@ class SimCaregiverNode(Node):
             seed = int(declare(self, "seed", 0, "seed of the caregiver's choices", minimum=0,
                                read_only=True))
             fraction = float(declare(self, "fraction", 0.25, "share of frames (rooms world: "
-                                     "of objects in view) the caregiver looks at (0..1)",
+                                     "of detected objects) the caregiver looks at (0..1)",
                                      minimum=0.0, maximum=1.0, read_only=True))
             confirm = float(declare(self, "confirm_fraction", 0.5, "share of correct "
                                     "predictions confirmed when looked at (0..1)", minimum=0.0,
