@@ -79,8 +79,10 @@ def test_rooms_camera_and_detector_publish_every_object_and_boxes_with_the_image
     cam = sut.add(SimCameraNode, **ROOMS)
     wait_for(lambda: finished, 15.0, "the end of the stream")
     total = PER_SCENARIO * SCENARIOS
-    wait_for(lambda: len(regions) >= det.frames >= total - 10 and len(images) >= total - 10,
-             5.0, "boxes for most frames (only those before discovery may be missed)")
+    # Messages sent before a subscription is matched are lost (volatile QoS): on a busy machine
+    # that can be the first half second, 15 frames at 30 fps. Everything after must arrive.
+    wait_for(lambda: det.frames >= total - 15 and len(regions) >= det.frames - 15
+             and len(images) >= total - 15, 5.0, "the boxes of most frames")
 
     world = RoomWorld(3, image_size=(128, 96))
     expected = {f.index: f for f in world.stream(PER_SCENARIO)}
@@ -88,7 +90,11 @@ def test_rooms_camera_and_detector_publish_every_object_and_boxes_with_the_image
     truth_by_stamp = {_stamp(t.header): t for t in truths}
     boxes_by_stamp = {_stamp(r.header): r for r in regions}
     seen_objects = false_boxes = 0
+    checked = 0
     for img in images:
+        if _stamp(img.header) not in truth_by_stamp or _stamp(img.header) not in boxes_by_stamp:
+            continue  # one of the three sent before the probe's subscription matched
+        checked += 1
         truth = truth_by_stamp[_stamp(img.header)]
         frame = expected[truth.frame_index]
         assert img.header == truth.header
@@ -108,8 +114,8 @@ def test_rooms_camera_and_detector_publish_every_object_and_boxes_with_the_image
             [(d.box, d.name, d.upstream_id) for d in want]
         assert [d.score for d in boxes.detections] == pytest.approx([d.score for d in want])
         false_boxes += sum(d.truth_id is None for d in want)
-    assert seen_objects > 2 * len(images) and false_boxes > 10
-    assert cam.frames_sent == total and det.frames == len(regions)
+    assert checked >= total - 20 and seen_objects > 2 * checked and false_boxes > 10
+    assert cam.frames_sent == total and det.frames >= len(regions)
     assert det.false_boxes >= false_boxes and det.boxes >= seen_objects * 0.6
 
     status = wait_for(lambda: [s for d in diags for s in d.status
@@ -251,10 +257,14 @@ def test_bringup_world_rooms_end_to_end(tmp_path: Path) -> None:
         code = sut.stop()
     assert code == 0, sut.log()[-3000:]
 
+    # The probe may miss what was sent before its subscriptions matched: compare what it got.
     truth_at = {_stamp(t.header): t for t in truths}
     boxes_at = {_stamp(b.header): b for b in boxes}
+    dets_at = {_stamp(d.header): d for d in dets}
+    both = [dets_at[k] for k in dets_at if k in boxes_at]
+    assert len(both) >= len(dets) - 8 and len(dets) >= 20, (len(both), len(dets))
     answered = 0
-    for out in dets:  # one Detection per sim_detector box, same order, upstream fields kept
+    for out in both:  # one Detection per sim_detector box, same order, upstream fields kept
         upstream = boxes_at[_stamp(out.header)]
         assert [_box(d) for d in out.detections] == [_box(d) for d in upstream.detections]
         assert [d.upstream_class for d in out.detections] == \
@@ -263,9 +273,10 @@ def test_bringup_world_rooms_end_to_end(tmp_path: Path) -> None:
             [d.upstream_id for d in upstream.detections]
         assert all(d.class_name in names for d in out.detections)
         answered += len(out.detections)
-    assert answered > len(dets)  # several regions per frame
-    dets_at = {_stamp(d.header): d for d in dets}
-    for c in corrections:  # the region named covers an object of that class
+    assert answered > len(both)  # several regions per frame
+    named = [c for c in corrections if _stamp(c.header) in dets_at and _stamp(c.header) in truth_at]
+    assert len(named) >= len(corrections) - 8 and named
+    for c in named:  # the region named covers an object of that class
         region = dets_at[_stamp(c.header)].detections[c.detection_index]
         truth = truth_at[_stamp(c.header)]
         assert tuple(box_of(c.box)) == _box(region)
