@@ -21,6 +21,7 @@ import rclpy
 import yaml
 from rclpy.node import Node
 
+from etuner_ros.nodes.sim_camera_node import WORLDS
 from etuner_ros.ros.executor import QueueAwareExecutor
 from etuner_ros.ros.params import ParameterError
 from etuner_ros.ros.run import spin_until_shutdown, use_default_transport_profile
@@ -49,6 +50,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--image-topic", default="image", help="camera topic (remaps 'image')")
     p.add_argument("--sim", action=argparse.BooleanOptionalAction, default=False,
                    help="also start sim_camera and sim_caregiver")
+    p.add_argument("--world", choices=WORLDS, default="objects",
+                   help="with --sim: objects (one object per frame) or rooms (several; "
+                        "sim_detector plays the upstream detector and perception recognises "
+                        "each of its boxes: region_source topic)")
+    p.add_argument("--regions-topic", default="",
+                   help="an upstream detector's boxes: perception recognises each "
+                        "(region_source topic; remaps 'regions')")
+    p.add_argument("--region-message", default="",
+                   help="type on --regions-topic: etuner_ros, vision_msgs or yolo_msgs")
     p.add_argument("--policy", default="", help="override the tuner's policy")
     p.add_argument("--checkpoint", default="", help="override perception's checkpoint")
     p.add_argument("--data-dir", default="", help="override data_dir of every node")
@@ -64,9 +74,27 @@ def ros_args(opts: argparse.Namespace) -> list[str]:
         args += ["--params-file", str(extra)]
     if opts.image_topic != "image":
         args += ["-r", f"image:={opts.image_topic}"]
-    overrides = {"perception": {"checkpoint": opts.checkpoint}, "tuner": {"policy": opts.policy},
+    if opts.regions_topic:  # perception reads, sim_detector writes 'regions'
+        args += ["-r", f"perception:regions:={opts.regions_topic}",
+                 "-r", f"sim_detector:regions:={opts.regions_topic}"]
+    overrides = {"perception": {"checkpoint": opts.checkpoint,
+                                "region_source": "topic" if opts.regions_topic else "",
+                                "region_message": opts.region_message},
+                 "tuner": {"policy": opts.policy},
                  "**": {"data_dir": opts.data_dir}}
+    for node, params in world_overrides(opts.world).items():
+        overrides.setdefault(node, {}).update(params)
     return args + override_args(overrides)
+
+
+def world_overrides(world: str) -> dict[str, dict[str, object]]:
+    """Parameters the simulated ``world`` needs beyond the config file: in rooms, sim_camera
+    renders rooms and perception recognises each box sim_detector publishes on ``regions``."""
+    if world not in WORLDS:
+        raise ValueError(f"world must be one of {WORLDS}, got {world!r}")
+    if world == "objects":
+        return {}
+    return {"sim_camera": {"world": world}, "perception": {"region_source": "topic"}}
 
 
 def override_args(overrides: dict[str, dict[str, object]]) -> list[str]:
@@ -88,8 +116,10 @@ def override_args(overrides: dict[str, dict[str, object]]) -> list[str]:
     return ["--params-file", path]
 
 
-def make_nodes(sim: bool, namespace: str = "") -> list[Node]:
-    """Create the nodes (perception first: the tuner starts from its model_info)."""
+def make_nodes(sim: bool, namespace: str = "", world: str = "objects") -> list[Node]:
+    """Create the nodes (perception first: the tuner starts from its model_info; the camera
+    last: its first frames find the others subscribed). ``world`` "rooms" adds sim_detector to
+    the sim nodes; its parameters come from ``world_overrides``."""
     from etuner_ros.nodes.label_collector_node import LabelCollectorNode
     from etuner_ros.nodes.perception_node import PerceptionNode
     from etuner_ros.nodes.tuner_node import TunerNode
@@ -99,7 +129,12 @@ def make_nodes(sim: bool, namespace: str = "") -> list[Node]:
         from etuner_ros.nodes.sim_camera_node import SimCameraNode
         from etuner_ros.nodes.sim_caregiver_node import SimCaregiverNode
 
-        factories += [SimCaregiverNode, SimCameraNode]
+        factories.append(SimCaregiverNode)
+        if world == "rooms":
+            from etuner_ros.nodes.sim_detector_node import SimDetectorNode
+
+            factories.append(SimDetectorNode)
+        factories.append(SimCameraNode)
     nodes: list[Node] = []
     try:
         for factory in factories:
@@ -142,13 +177,15 @@ def main(argv: list[str] | None = None) -> int:
     opts, rest = parser().parse_known_args(argv)
     if rest and rest[0] != "--ros-args":
         parser().error(f"unrecognised arguments: {' '.join(rest)}")
+    if opts.world != "objects" and not opts.sim:
+        parser().error(f"--world {opts.world} simulates the camera: it needs --sim")
     # Before rclpy.init: Fast DDS reads its XML profile when the first participant is made.
     profile = use_default_transport_profile()
     # argv[0] is the program name for rcl, as in sys.argv; extra --ros-args go last to win.
     rclpy.init(args=["bringup", *ros_args(opts), *rest])
     log = rclpy.logging.get_logger("bringup")
     try:
-        nodes = make_nodes(opts.sim, opts.namespace)
+        nodes = make_nodes(opts.sim, opts.namespace, opts.world)
     except ParameterError as exc:
         log.fatal(str(exc))
         rclpy.try_shutdown()

@@ -6,6 +6,12 @@ prints progress while the scenario stream plays, and ends with a summary: frames
 stored and rejected, rounds, swaps with versions, and the deployed model's accuracy per scenario
 segment (measured by the simulated caregiver against the ground truth). The summary is also
 written as JSON.
+
+``--world rooms``: rooms with several objects at once. The starting model is the one trained on
+object crops from rooms (``pretrain(..., world="rooms")``), sim_detector plays the upstream
+detector and perception recognises each of its boxes (``region_source: topic``); the caregiver
+scores and labels each region (``sim/scoring.py``), so the summary reports per-object accuracy
+per scenario, with the regions scored, false boxes, missed objects and corrections by region.
 """
 
 from __future__ import annotations
@@ -19,7 +25,14 @@ from pathlib import Path
 
 import rclpy
 
-from etuner_ros.bringup import default_config, make_nodes, override_args, run
+from etuner_ros.bringup import (
+    WORLDS,
+    default_config,
+    make_nodes,
+    override_args,
+    run,
+    world_overrides,
+)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -29,6 +42,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", default="etuner", help="tuner policy")
     p.add_argument("--config", type=Path, default=None, help="parameters YAML")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--world", choices=WORLDS, default="objects",
+                   help="objects: one object per frame; rooms: several, with the simulated "
+                        "detector, scored per object")
     p.add_argument("--timeout", type=float, default=900.0, help="give up after this many s")
     p.add_argument("--summary", type=Path, default=None,
                    help="where to write the JSON summary (default <run dir>/summary.json)")
@@ -41,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
     data_dir = opts.data_dir.expanduser().resolve()
     print(f"[demo] starting model (cached in {data_dir / 'models'})", flush=True)
-    ckpt = pretrain(data_dir, seed=opts.seed)
+    ckpt = pretrain(data_dir, seed=opts.seed, world=opts.world)
     run_dir = data_dir / "runs" / time.strftime("%Y%m%d-%H%M%S")
     run_dir.mkdir(parents=True, exist_ok=True)
     print(f"[demo] run directory {run_dir}", flush=True)
@@ -52,10 +68,13 @@ def main(argv: list[str] | None = None) -> int:
                  "tuner": {"policy": opts.policy, "drift_every_n": 1},
                  "sim_camera": {"seed": opts.seed, "frames_per_scenario": 200},
                  "sim_caregiver": {"seed": opts.seed},
+                 "sim_detector": {"seed": opts.seed},
                  "**": {"data_dir": str(run_dir)}}
+    for node, params in world_overrides(opts.world).items():
+        overrides.setdefault(node, {}).update(params)
     rclpy.init(args=["demo", "--ros-args", "--params-file",
                      str(opts.config or default_config()), *override_args(overrides)])
-    nodes = make_nodes(sim=True)
+    nodes = make_nodes(sim=True, world=opts.world)
     by_name = {n.get_name(): n for n in nodes}
     spinner = threading.Thread(target=run, args=(nodes,), daemon=True)
     spinner.start()
@@ -64,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         rclpy.try_shutdown()
         spinner.join(timeout=10)
-    summary.update(policy=opts.policy, run_dir=str(run_dir), starting_checkpoint=str(ckpt))
+    summary.update(policy=opts.policy, world=opts.world, run_dir=str(run_dir),
+                   starting_checkpoint=str(ckpt))
     out = opts.summary or run_dir / "summary.json"
     out.write_text(json.dumps(summary, indent=2))
     print_summary(summary)
@@ -94,6 +114,7 @@ def watch(nodes: dict, timeout: float) -> dict:
         if now - last_print >= 5.0:
             last_print = now
             acc = caregiver.accuracy_summary()
+            acc = acc.get("regions", acc)  # rooms: per object
             seg = acc["segments"][-1] if acc["segments"] else None
             st = tuner.status_dict()
             print(f"[demo] {now:5.0f} s | frames {perception.frames:4d} | stored "
@@ -128,7 +149,21 @@ def watch(nodes: dict, timeout: float) -> dict:
         "accuracy": acc,
         "tuner_state": st["state"],
         "tuner_last_reason": st["reason"],
+        **_rooms_counts(nodes),
     }
+
+
+def _rooms_counts(nodes: dict) -> dict:
+    """What the simulated detector did and perception recognised (rooms world only)."""
+    det = nodes.get("sim_detector")
+    if det is None:
+        return {}
+    return {"detector": {"frames": det.frames, "boxes": det.boxes,
+                         "false_boxes": det.false_boxes, "objects": det.objects,
+                         "misses": det.misses},
+            "regions_recognised": nodes["perception"].regions,
+            "caregiver": {"corrections": nodes["sim_caregiver"].corrections,
+                          "confirmations": nodes["sim_caregiver"].confirmations}}
 
 
 def print_summary(s: dict) -> None:
@@ -142,10 +177,39 @@ def print_summary(s: dict) -> None:
     print(f"frozen layer groups  {', '.join(s['frozen_groups']) or 'none'}")
     print("swaps                " + (", ".join(f"v{w['from']}->v{w['to']}" for w in s["swaps"])
                                       or "none"))
+    if "regions" in s["accuracy"]:
+        print_regions(s)
+        return
     print("accuracy of the deployed model per scenario segment:")
     for name, frames, acc in s["accuracy"]["segments"]:
         print(f"  {name:28s} {frames:5d} frames  {acc:6.1%}")
     print(f"overall              {s['accuracy']['overall']:.1%}", flush=True)
+
+
+def print_regions(s: dict) -> None:
+    """The rooms world's part: per-object accuracy, and what could not be scored."""
+    r, d = s["accuracy"]["regions"], s.get("detector", {})
+    if d:
+        print(f"detector             {d['boxes']} boxes on {d['frames']} frames: "
+              f"{d['false_boxes']} false, {d['misses']} of {d['objects']} objects missed")
+    print(f"regions recognised   {s.get('regions_recognised', '?')}")
+    print(f"regions scored       {r['regions']} (covering an object); false boxes "
+          f"{r['false_boxes']} (never labelled); missed objects {r['missed_objects']} "
+          "(not scorable)")
+    c = s.get("caregiver", {})
+    print(f"corrections by region {r['region_corrections']} (naming detection_index: "
+          f"{c.get('corrections', '?')} corrections, {c.get('confirmations', '?')} "
+          "confirmations)")
+    print("per-object accuracy of the deployed model per scenario segment:")
+    for name, n, acc in r["segments"]:
+        print(f"  {name:28s} {n:5d} regions {acc:6.1%}")
+    if len(r["per_scenario"]) < len(r["segments"]):  # a scenario came back: sum its segments
+        print("per-object accuracy per scenario:")
+        for name, t in r["per_scenario"].items():
+            print(f"  {name:28s} {t['regions']:5d} regions {t['accuracy']:6.1%}")
+    print(f"overall per object   {r['overall']:.1%}")
+    print(f"frames with every detected object right  {s['accuracy']['overall']:.1%} "
+          f"({s['accuracy']['frames']} frames)", flush=True)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,11 @@
 
     ros2 launch etuner_ros etuner.launch.py image_topic:=/camera/color/image_raw \
         checkpoint:=/path/to/model.pt [namespace:=robot1] [sim:=true] [policy:=lazytune] [rviz:=true]
+    # simulated rooms with several objects, sim_detector playing the upstream detector
+    ros2 launch etuner_ros etuner.launch.py sim:=true world:=rooms checkpoint:=/path/to/model.pt
+    # on top of yolo_ros: recognise each of its boxes (perception's region_source: topic)
+    ros2 launch etuner_ros etuner.launch.py image_topic:=/camera/color/image_raw \
+        regions_topic:=/yolo/detections region_message:=yolo_msgs
 
 Every node reads the same parameters file (``config``); ``policy`` and ``checkpoint`` override the
 file only when given, so an empty argument never wipes a configured value. ``bringup`` (no launch
@@ -43,14 +48,36 @@ def _nodes(context: LaunchContext) -> list[Node]:
     config = LaunchConfiguration("config").perform(context)
     policy = LaunchConfiguration("policy").perform(context)
     checkpoint = LaunchConfiguration("checkpoint").perform(context)
+    regions_topic = LaunchConfiguration("regions_topic").perform(context)
+    region_message = LaunchConfiguration("region_message").perform(context)
     image_remap = [("image", image_topic)]
     sim_time = LaunchConfiguration("use_sim_time").perform(context).lower() in ("true", "1")
     sim = IfCondition(LaunchConfiguration("sim"))
+    sim_on = LaunchConfiguration("sim").perform(context).lower() in ("true", "1")
+    world = LaunchConfiguration("world").perform(context)
+    if world not in ("objects", "rooms"):
+        raise ValueError(f"world:={world}: one of objects, rooms")
+    if world == "rooms" and not sim_on:
+        raise ValueError("world:=rooms simulates the camera: it needs sim:=true")
+    rooms = world == "rooms"  # sim_detector plays the upstream detector of the sim camera
 
     clock = [{"use_sim_time": True}] if sim_time else []
     perception_params: list = [config, *clock]
     if checkpoint:
         perception_params.append({"checkpoint": checkpoint})
+    perception_remap = list(image_remap)
+    if regions_topic or rooms:  # an upstream detector's boxes: recognise each of them
+        perception_params.append({"region_source": "topic"})
+    if regions_topic:
+        perception_remap.append(("regions", regions_topic))
+    if region_message:
+        perception_params.append({"region_message": region_message})
+    detector_remap = []
+    if regions_topic:  # sim_detector publishes where perception reads
+        detector_remap.append(("regions", regions_topic))
+    camera_params: list = [config, *clock]
+    if rooms:  # objects (the default) keeps the config file's world
+        camera_params.append({"world": "rooms"})
     tuner_params: list = [config, *clock]
     if policy:
         tuner_params.append({"policy": policy})
@@ -59,7 +86,7 @@ def _nodes(context: LaunchContext) -> list[Node]:
               "respawn": True, "respawn_delay": 2.0}
     nodes = [
         Node(executable="perception_node", name="perception", parameters=perception_params,
-             remappings=image_remap, **common),
+             remappings=perception_remap, **common),
         Node(executable="label_collector_node", name="label_collector",
              parameters=[config, *clock],
              remappings=image_remap, **common),
@@ -67,11 +94,14 @@ def _nodes(context: LaunchContext) -> list[Node]:
         # It watches the camera too (change detection, BatchNorm adaptation): same remap.
         Node(executable="tuner_node", name="tuner", parameters=tuner_params,
              remappings=image_remap, **common),
-        Node(executable="sim_camera", name="sim_camera", parameters=[config, *clock],
+        Node(executable="sim_camera", name="sim_camera", parameters=camera_params,
              remappings=image_remap, condition=sim, **common),
         Node(executable="sim_caregiver", name="sim_caregiver", parameters=[config, *clock],
              condition=sim, **common),
     ]
+    if rooms:  # plays the upstream detector: publishes where perception reads boxes
+        nodes.append(Node(executable="sim_detector", name="sim_detector",
+                          parameters=[config, *clock], remappings=detector_remap, **common))
     # RViz's config names absolute topics; remap them into this namespace and camera topic.
     rviz_config = os.path.join(get_package_share_directory(PACKAGE), "config", "etuner.rviz")
     nodes.append(Node(
@@ -93,10 +123,20 @@ def generate_launch_description() -> LaunchDescription:
                               description="parameters YAML of every node"),
         DeclareLaunchArgument("sim", default_value="false",
                               description="also start sim_camera and sim_caregiver"),
+        DeclareLaunchArgument("world", default_value="objects",
+                              description="with sim: objects (one object per frame) or rooms "
+                                          "(several; sim_detector plays the upstream detector, "
+                                          "perception recognises each box)"),
         DeclareLaunchArgument("policy", default_value="",
                               description="tuner policy; empty keeps the one in config"),
         DeclareLaunchArgument("checkpoint", default_value="",
                               description="perception's starting weights; empty keeps config's"),
+        DeclareLaunchArgument("regions_topic", default_value="",
+                              description="an upstream detector's boxes: perception recognises "
+                                          "each (region_source topic; remaps 'regions')"),
+        DeclareLaunchArgument("region_message", default_value="",
+                              description="type on regions_topic: etuner_ros, vision_msgs or "
+                                          "yolo_msgs; empty keeps config's"),
         DeclareLaunchArgument("use_sim_time", default_value="false",
                               description="every node follows /clock (bag replay, simulation)"),
         DeclareLaunchArgument("rviz", default_value="false",

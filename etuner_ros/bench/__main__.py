@@ -18,12 +18,14 @@ import sys
 import time
 from pathlib import Path
 
+from etuner_ros.bench import streams
 from etuner_ros.bench.aggregate import aggregate
 from etuner_ros.bench.config import DEV_SEEDS, TEST_SEEDS, config_dict, default_config, quick_config
-from etuner_ros.bench.report import plot, table, write_json
+from etuner_ros.bench.report import plot, scenario_table, table, write_json
 from etuner_ros.bench.suite import (
     BAG_PREFIX,
     HINDSIGHT,
+    ROOMS,
     Job,
     mean_correct,
     prepare_starts,
@@ -42,8 +44,6 @@ def default_streams() -> list[str]:
 def bag_fps(name: str, cfg) -> float:
     """The recorded pace of a bag's labelled frames (raises BagError for a bag without
     labels, before any model is trained)."""
-    from etuner_ros.bench import streams
-
     stream = streams.bag_stream(Path(name[len(BAG_PREFIX):]), cfg.bag_camera_topic,
                                 parts=cfg.bag_parts)
     return float(stream.description.get("fps", cfg.fps))
@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m etuner_ros.bench",
                                 description=__doc__.split("\n")[0])
     p.add_argument("--stream", action="append", default=None,
-                   help="'synthetic', a registry stream "
+                   help="'synthetic', 'rooms' (several objects a frame through a simulated "
+                   "detector: region accuracy), a registry stream "
                    f"({', '.join(registry_streams()) or 'none installed'}) or a folder "
                    "ROOT/<scenario>/<class>/<image>; repeat for several (default: synthetic "
                    "and every registry stream)")
@@ -98,9 +99,11 @@ def main(argv: list[str] | None = None) -> int:
         cfg = quick_config(seed) if args.quick else default_config(seed)
         if args.frames_per_scenario:
             cfg.frames_per_scenario = args.frames_per_scenario
+        elif stream == ROOMS and not args.quick:
+            cfg.frames_per_scenario = streams.ROOMS_FRAMES_PER_SCENARIO
         if args.run_seconds is not None:
             cfg.run_seconds = tuple(args.run_seconds) if max(args.run_seconds) > 0 else None
-        elif stream not in default_streams():  # a folder: today's one frame per image
+        elif stream not in (*default_streams(), ROOMS):  # a folder: one frame per image
             cfg.run_seconds = None
         size = getattr(registry_streams().get(stream), "INPUT_SIZE", None)
         if size and not args.quick:  # a registry stream may ask for its own model input side
@@ -171,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     for n, s, _ in sections:
         print(f"\n== {n} ({s['stream']['frames']} frames, seeds {list(seed_list)}) ==")
         print(table(s))
+        what = "per object (region)" if n == ROOMS else "per frame"
+        print(f"\naccuracy % {what} per scenario, mean over seeds:")
+        print(scenario_table(s))
     print(f"wrote {path} and {png} in {results['bench_wall_seconds']:.0f} s "
           f"({results['bench_cpu_seconds']:.0f} s CPU, {jobs_n} workers)")
     return 0

@@ -49,6 +49,20 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def scenario_table(results: dict) -> str:
+    """Accuracy % per scenario (columns, playing order) for every policy (rows), means over the
+    seeds; for the rooms stream this is per-object accuracy per scenario."""
+    scen = list(results["stream"]["scenarios"])
+    widths = [max(6, len(s)) for s in scen]
+    head = f"{'policy':15s} " + " ".join(f"{s:>{w}s}" for s, w in zip(scen, widths, strict=True))
+    lines = [head, "-" * len(head)]
+    for name, p in results["policies"].items():
+        per = p.get("accuracy_per_scenario", {})
+        lines.append(f"{name:15s} " + " ".join(
+            f"{_fmt(_pct(per.get(s)), f'{w}.1f')}" for s, w in zip(scen, widths, strict=True)))
+    return "\n".join(lines)
+
+
 def write_json(results: dict, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "results.json"

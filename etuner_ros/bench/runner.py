@@ -92,16 +92,17 @@ def run_policy(name: str, stream, start: ModelBundle, cfg: BenchConfig,
     by_kind: dict[str, float] = {}
     source = "n/a"
     per_tick = max(1, round(cfg.tick_s * cfg.fps))
+    # The clock: frame position / fps; a region stream's items share their room frame's time.
+    pos = [int(getattr(f, "frame_index", i)) for i, f in enumerate(frames)]
     t_start = time.perf_counter()
-    for start_i in range(0, n, per_tick):
-        chunk = list(range(start_i, min(n, start_i + per_tick)))
+    for chunk in _ticks(pos, per_tick):
         # Split the chunk where a finished round's model takes over.
         i0 = 0
         while i0 < len(chunk):
             i1 = len(chunk)
             if swap is not None:
-                cut = next((j for j in range(i0, len(chunk)) if chunk[j] / cfg.fps >= swap[0]),
-                           None)
+                cut = next((j for j in range(i0, len(chunk))
+                            if pos[chunk[j]] / cfg.fps >= swap[0]), None)
                 if cut == i0:
                     deployed = swap[1]
                     with cpu():
@@ -119,16 +120,16 @@ def run_policy(name: str, stream, start: ModelBundle, cfg: BenchConfig,
                 fb = caregiver.feedback(f.label, pred, key=f.index)
                 if fb is not None:
                     labels_out.append(Sample(i + 1, f.image, fb.true_label,
-                                             int(i / cfg.fps * 1e9), predicted=pred,
+                                             int(pos[i] / cfg.fps * 1e9), predicted=pred,
                                              model_version=deployed.version,
                                              confirms=bool(fb.confirms), source="bench",
                                              scenario=f.scenario))
                 elif i % cfg.unlabelled_every == 0:
                     with cpu():
                         tuner.observe_unlabelled([Sample(-(i + 1), f.image, None,
-                                                         int(i / cfg.fps * 1e9))])
+                                                         int(pos[i] / cfg.fps * 1e9))])
             i0 = i1
-        now = (chunk[-1] + 1) / cfg.fps
+        now = (pos[chunk[-1]] + 1) / cfg.fps
         with cpu():
             tuner.observe_frames([frames[i].image for i in chunk], now)
             tuner.observe_inference_rate(cfg.fps)
@@ -158,7 +159,7 @@ def run_policy(name: str, stream, start: ModelBundle, cfg: BenchConfig,
         for kind, v in getattr(r, "flops_by_kind", {}).items():
             by_kind[kind] = by_kind.get(kind, 0.0) + v
         source = r.energy_source
-        rounds.append({"t": now, "end": busy_until, "frame": chunk[-1] + 1,
+        rounds.append({"t": now, "end": busy_until, "frame": pos[chunk[-1]] + 1,
                        "accepted": r.accepted, "bn_only": getattr(r, "bn_only", False),
                        "device_s": charge, "wall_s": r.duration_s,
                        "flops": r.train_flops,
@@ -183,6 +184,19 @@ def run_policy(name: str, stream, start: ModelBundle, cfg: BenchConfig,
         by_kind[f"overhead_{kind}"] = by_kind.get(f"overhead_{kind}", 0.0) + v
     return PolicyRun(name, correct, rounds, tune_s, cpu.seconds, device_s, joules, source,
                      flops, st, time.perf_counter() - t_start, by_kind)
+
+
+def _ticks(pos: list[int], per_tick: int) -> Iterator[list[int]]:
+    """Item indices grouped by tuner poll: ``per_tick`` frames of the clock each (one item per
+    frame for a frame stream, every region of those frames for a region stream)."""
+    chunk: list[int] = []
+    for i, p in enumerate(pos):
+        if chunk and p // per_tick != pos[chunk[-1]] // per_tick:
+            yield chunk
+            chunk = []
+        chunk.append(i)
+    if chunk:
+        yield chunk
 
 
 def summarise(run: PolicyRun, stream, cfg: BenchConfig) -> dict:

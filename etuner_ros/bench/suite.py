@@ -41,12 +41,13 @@ _COST = {"immediate": 10, "immediate_adabn": 10, "simfreeze": 8, HINDSIGHT: 7, "
          "lazytune": 3, "etuner": 3, "adabn": 1, "none": 0}
 
 
+ROOMS = "rooms"  # rooms with several objects through the simulated detector: one item a region
 BAG_PREFIX = "bag:"  # a stream name "bag:PATH" is a robot's recording (``--bag PATH``)
 
 
 @dataclass(frozen=True)
 class Job:
-    stream: str          # "synthetic", a registry stream name, or a folder path
+    stream: str          # "synthetic", "rooms", a registry stream name, or a folder path
     seed: int
     policy: str          # a policy name, or HINDSIGHT
     cfg: BenchConfig
@@ -63,6 +64,8 @@ def load_stream(name: str, cfg: BenchConfig) -> streams.LabelledStream:
     if name == "synthetic":
         s = streams.synthetic_stream(cfg.seed, cfg.frames_per_scenario,
                                      run_frames=run_frames(cfg))
+    elif name == ROOMS:
+        s = streams.rooms_stream(cfg.seed, cfg.frames_per_scenario)
     elif name.startswith(BAG_PREFIX):
         s = streams.bag_stream(Path(name[len(BAG_PREFIX):]), cfg.bag_camera_topic,
                                parts=cfg.bag_parts)
@@ -83,6 +86,12 @@ def start_data(name: str, stream: streams.LabelledStream, cfg: BenchConfig) -> l
 
         world = SyntheticWorld(cfg.seed)
         return world.frames(world.scenarios[0].name, cfg.pretrain_frames, split="train")
+    if name == ROOMS:
+        from etuner_ros.sim.room_crops import crop_dataset
+        from etuner_ros.sim.rooms import RoomWorld
+
+        rooms = RoomWorld(cfg.seed)
+        return crop_dataset(rooms, rooms.scenarios[0].name, cfg.pretrain_frames)
     if name in registry_streams():
         return registry_streams()[name].start_data(cfg.seed, cfg.pretrain_frames)
     return streams.first_scenario_frames(stream)
@@ -92,10 +101,10 @@ def prepare_start(name: str, cfg: BenchConfig, data_dir: Path, progress: bool) -
     """Checkpoint of the starting model for (stream, seed): trained once, cached by key."""
     from etuner_ros.sim.pretrain import cached_model, pretrain, train_base_model
 
-    if name == "synthetic":
+    if name in ("synthetic", ROOMS):
         return pretrain(data_dir, cfg.arch, cfg.seed, frames=cfg.pretrain_frames,
                         epochs=cfg.pretrain_epochs, input_size=cfg.input_size,
-                        progress=progress)
+                        progress=progress, world="objects" if name == "synthetic" else "rooms")
     registry = registry_streams()
     source = Path(name.removeprefix(BAG_PREFIX)).resolve()  # a folder or a bag
     tag = name if name in registry else "folder_" + source.name

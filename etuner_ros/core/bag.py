@@ -121,6 +121,7 @@ class BagCorrection:
     source: str = ""
     confirms: bool = False
     box: tuple[int, int, int, int] | None = None  # x, y, width, height when has_box
+    detection_index: int = -1  # the region it names (LabelCorrection.msg); -1: none
 
 
 @dataclass(frozen=True)
@@ -267,7 +268,9 @@ class BagSource:
                 yield BagRecord(**base, correction=BagCorrection(
                     str(msg.true_class), str(msg.source), bool(msg.confirms),
                     (int(box.x_offset), int(box.y_offset), int(box.width), int(box.height))
-                    if msg.has_box else None))
+                    if msg.has_box else None,
+                    # bags recorded before LabelCorrection had the field: the whole frame
+                    int(getattr(msg, "detection_index", -1))))
 
     def close(self) -> None:
         self._reader.close()

@@ -20,12 +20,13 @@ from etuner_ros.core.bag import COMPRESSED, CORRECTION, IMAGE, BagError, typesto
 
 
 def write_bag(path: str | Path, images: Iterable[tuple[int, int, np.ndarray]],
-              corrections: Iterable[tuple[int, int, str, bool]] = (), *,
+              corrections: Iterable[tuple] = (), *,
               camera_topic: str = "/camera/color/image_raw",
               corrections_topic: str = "/corrections", frame_id: str = "camera_optical_frame",
               storage: str = "sqlite3", compressed: bool = False) -> Path:
     """Write a bag of rgb8 ``(time_ns, stamp_ns, rgb)`` frames (PNG-compressed with
-    ``compressed``) and ``(time_ns, stamp_ns, true_class, confirms)`` corrections."""
+    ``compressed``) and ``(time_ns, stamp_ns, true_class, confirms)`` corrections, optionally
+    followed by the region they name: ``box`` ((x, y, w, h) or None), ``detection_index``."""
     store = typestore()
     if CORRECTION not in store.fielddefs:
         raise BagError("etuner_ros message definitions (msg/*.msg) not found")
@@ -48,11 +49,14 @@ def write_bag(path: str | Path, images: Iterable[tuple[int, int, np.ndarray]],
             msg = T[IMAGE](header=header(s), height=h, width=w, encoding="rgb8", is_bigendian=0,
                            step=w * 3, data=np.ascontiguousarray(rgb, np.uint8).reshape(-1))
             entries.append((t, len(entries), msg, IMAGE))
-    for t, s, cls, confirms in corrections:
-        roi = T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0,
+    for t, s, cls, confirms, *region in corrections:
+        box = region[0] if region else None
+        index = int(region[1]) if len(region) > 1 else -1
+        x, y, w, h = box or (0, 0, 0, 0)
+        roi = T["sensor_msgs/msg/RegionOfInterest"](x_offset=x, y_offset=y, height=h, width=w,
                                                      do_rectify=False)
-        msg = T[CORRECTION](header=header(s), true_class=cls, has_box=False, box=roi,
-                            source="bag", confirms=confirms)
+        msg = T[CORRECTION](header=header(s), true_class=cls, detection_index=index,
+                            has_box=box is not None, box=roi, source="bag", confirms=confirms)
         entries.append((t, len(entries), msg, CORRECTION))
     entries.sort(key=lambda e: (e[0], e[1]))
     with Writer(Path(path), version=9, storage_plugin=plugin) as writer:

@@ -14,10 +14,11 @@ transaction per batch (one fsync for many corrections):
   table, so held samples are never trained on and never grow the head. Accepted classes are
   remembered in ``classes``; when a class is accepted its held samples move to ``labelled`` with
   new ids (so a reader that follows ``labelled_since`` sees them as new).
-- **last correction wins**: a correction for a stamp that already has a labelled or held sample
-  replaces it (the old row is deleted and the new one inserted with a new id in the same
-  transaction; counted as ``superseded``). "Last" is the order in which the collector received
-  them. A rejected correction replaces nothing.
+- **last correction wins, per region**: a correction for a region of a frame (its stamp and
+  its box, ``Correction.box``) that already has a labelled or held sample replaces it (the old
+  row is deleted and the new one inserted with a new id in the same transaction; counted as
+  ``superseded``); corrections of different regions of one frame are all kept. "Last" is the
+  order in which the collector received them. A rejected correction replaces nothing.
 
 ``add_labelled`` stays a raw insert without these rules (tools and tests).
 
@@ -38,10 +39,21 @@ import cv2
 import numpy as np
 
 from etuner_ros.core.class_names import ACCEPT, HOLD, REJECT, ClassPolicy, normalise_class
-from etuner_ros.core.store_schema import SAMPLE_COLUMNS, SCHEMA, SCHEMA_VERSION, upgrade
+from etuner_ros.core.store_schema import (
+    REGION_COLUMNS,
+    SAMPLE_COLUMNS,
+    SCHEMA,
+    SCHEMA_VERSION,
+    upgrade,
+)
 
-_LCOLS = SAMPLE_COLUMNS
-_UCOLS = "id, image, NULL, stamp_ns, NULL, NULL, 0, '', scenario"
+_RCOLS = ", ".join(REGION_COLUMNS)
+_LCOLS = f"{SAMPLE_COLUMNS}, {_RCOLS}"
+_UCOLS = "id, image, NULL, stamp_ns, NULL, NULL, 0, '', scenario, NULL, NULL, NULL, NULL, NULL"
+# What moves from ``held`` to ``labelled`` when a class is accepted (all but the id).
+_MOVED = _LCOLS.removeprefix("id, ")
+# The rows a correction of this stamp and box replaces (IS: a NULL box matches a NULL box).
+_SAME_REGION = "stamp_ns = ? AND box_x IS ? AND box_y IS ? AND box_w IS ? AND box_h IS ?"
 
 
 @dataclass
@@ -57,12 +69,16 @@ class Sample:
     confirms: bool = False
     source: str = ""
     scenario: str = ""
+    box: tuple[int, int, int, int] | None = None  # region shown (x, y, w, h); None: whole frame
+    detection_index: int | None = None  # its index in the DetectionArray; None: none published
 
 
 @dataclass
 class Correction:
     """A caregiver's label paired with its frame, ready for :meth:`SampleStore.add_corrections`;
-    ``label`` must already be normalised (``core.class_names.normalise_class``)."""
+    ``label`` must already be normalised (``core.class_names.normalise_class``). ``image`` is
+    the region's crop and ``box`` the region in the frame (x, y, w, h; it and the stamp name
+    the region a later correction supersedes); ``detection_index`` is informational."""
 
     image: np.ndarray
     label: str
@@ -72,14 +88,17 @@ class Correction:
     confirms: bool = False
     source: str = ""
     scenario: str = ""
+    box: tuple[int, int, int, int] | None = None
+    detection_index: int | None = None
 
 
 @dataclass
 class Outcome:
     """What became of one correction: ``state`` is ``stored`` (a training sample, id in
     ``labelled``), ``held`` (id in ``held``, waiting for its class) or ``rejected`` (``reason``).
-    ``superseded``: older samples of the same stamp it replaced; ``promoted``: ids in
-    ``labelled`` of held samples released because this correction made their class real."""
+    ``superseded``: older samples of the same region (stamp and box) it replaced;
+    ``promoted``: ids in ``labelled`` of held samples released because this correction made
+    their class real."""
 
     state: str
     id: int | None = None
@@ -115,9 +134,26 @@ def _check_stamp(stamp_ns: int) -> int:
     return int(stamp_ns)
 
 
+def _check_region(box: object, index: object) -> tuple[int, int, int, int] | None:
+    """``box`` as four ints (x, y >= 0; w, h >= 1) or None; ValueError otherwise."""
+    if index is not None and (isinstance(index, bool) or not isinstance(index, (int, np.integer))
+                              or index < 0):
+        raise ValueError(f"detection_index must be a non-negative int or None, got {index!r}")
+    if box is None:
+        return None
+    vals = tuple(box)  # type: ignore[call-overload]
+    if (len(vals) != 4 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer))
+                              for v in vals)
+            or min(vals[:2]) < 0 or min(vals[2:]) < 1):
+        raise ValueError(f"box must be (x, y, w, h) ints, x, y >= 0, w, h >= 1, got {box!r}")
+    return tuple(int(v) for v in vals)  # type: ignore[return-value]
+
+
 def _row(r: tuple) -> Sample:
+    box = None if r[9] is None else (int(r[9]), int(r[10]), int(r[11]), int(r[12]))
     return Sample(int(r[0]), _decode(r[1]), r[2], int(r[3]), r[4],
-                  None if r[5] is None else int(r[5]), bool(r[6]), r[7], r[8])
+                  None if r[5] is None else int(r[5]), bool(r[6]), r[7], r[8], box,
+                  None if r[13] is None else int(r[13]))
 
 
 class SampleStore:
@@ -198,24 +234,29 @@ class SampleStore:
         write lock is taken. Returns one :class:`Outcome` per item, in order; nothing in the
         batch is committed unless every outcome is (an exception rolls the batch back)."""
         blobs: list[bytes | None] = []
+        boxes: list[tuple[int | None, ...]] = []
         outcomes: list[Outcome | None] = []
         for it in items:
             try:
                 _check_stamp(it.stamp_ns)
                 if normalise_class(it.label) != it.label:
                     raise ValueError(f"label {it.label!r} is not normalised")
+                box = _check_region(it.box, it.detection_index) or (None,) * 4
                 blobs.append(_encode(it.image))
+                boxes.append(box)
                 outcomes.append(None)
             except ValueError as exc:  # InvalidClassName is a ValueError too
                 blobs.append(None)
+                boxes.append((None,) * 4)
                 outcomes.append(Outcome("rejected", reason=f"bad_sample: {exc}"))
         superseded = 0
         with self._tx() as c:
             accepted = {r[0] for r in c.execute("SELECT name FROM classes")} | set(known)
-            for k, (it, blob) in enumerate(zip(items, blobs, strict=True)):
+            for k, (it, blob, box) in enumerate(zip(items, blobs, boxes, strict=True)):
                 if blob is None:
                     continue
                 stamp = int(it.stamp_ns)
+                region = (stamp, *box)
                 votes = 1 + int(c.execute(
                     "SELECT COUNT(DISTINCT stamp_ns) FROM held WHERE label = ? AND stamp_ns != ?",
                     (it.label, stamp)).fetchone()[0])
@@ -224,20 +265,22 @@ class SampleStore:
                     outcomes[k] = Outcome("rejected", reason=verdict.reason)
                     continue
                 if verdict.action == HOLD and int(c.execute(
-                        "SELECT COUNT(*) FROM held WHERE stamp_ns != ?",
-                        (stamp,)).fetchone()[0]) >= max_held:
+                        f"SELECT COUNT(*) FROM held WHERE NOT ({_SAME_REGION})",
+                        region).fetchone()[0]) >= max_held:
                     outcomes[k] = Outcome("rejected", reason="held_full")
                     continue
-                n_old = (c.execute("DELETE FROM labelled WHERE stamp_ns = ?", (stamp,)).rowcount
-                         + c.execute("DELETE FROM held WHERE stamp_ns = ?", (stamp,)).rowcount)
+                n_old = (c.execute(f"DELETE FROM labelled WHERE {_SAME_REGION}", region).rowcount
+                         + c.execute(f"DELETE FROM held WHERE {_SAME_REGION}", region).rowcount)
                 superseded += n_old
                 values = (blob, it.label, stamp, it.predicted,
                           None if it.model_version is None else int(it.model_version),
-                          int(bool(it.confirms)), str(it.source), str(it.scenario))
+                          int(bool(it.confirms)), str(it.source), str(it.scenario), *box,
+                          None if it.detection_index is None else int(it.detection_index))
                 table = "labelled" if verdict.action == ACCEPT else "held"
                 cur = c.execute(
                     f"INSERT INTO {table} (image, label, stamp_ns, predicted, model_version, "
-                    "confirms, source, scenario) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", values)
+                    f"confirms, source, scenario, {_RCOLS}) VALUES ({', '.join('?' * 13)})",
+                    values)
                 out = Outcome("stored" if table == "labelled" else "held", int(cur.lastrowid),
                               verdict.reason, n_old)
                 if verdict.action == ACCEPT and it.label not in accepted:
@@ -254,9 +297,7 @@ class SampleStore:
         """Record ``name`` as accepted and move its held samples to ``labelled`` (new ids)."""
         c.execute("INSERT OR IGNORE INTO classes (name, reason) VALUES (?, ?)", (name, reason))
         top = int(c.execute("SELECT COALESCE(MAX(id), 0) FROM labelled").fetchone()[0])
-        c.execute("INSERT INTO labelled (image, label, stamp_ns, predicted, model_version, "
-                  "confirms, source, scenario) SELECT image, label, stamp_ns, predicted, "
-                  "model_version, confirms, source, scenario FROM held WHERE label = ? "
+        c.execute(f"INSERT INTO labelled ({_MOVED}) SELECT {_MOVED} FROM held WHERE label = ? "
                   "ORDER BY id", (name,))
         c.execute("DELETE FROM held WHERE label = ?", (name,))
         return [int(r[0]) for r in c.execute(

@@ -10,6 +10,10 @@ Versions:
 
 - 1: any class name was stored.
 - 2: class names follow ``core/class_names.py``; ``held``, ``classes`` and ``quarantined`` tables.
+- 3: a labelled or held sample records the region of its frame it shows (``box_x``, ``box_y``,
+  ``box_w``, ``box_h``: the region's box in the frame, before the crop's context is added;
+  ``detection_index``: its index in the DetectionArray, NULL when none was published). Rows of
+  older files keep NULL there: they show the whole frame.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import sqlite3
 
 from etuner_ros.core.class_names import InvalidClassName, normalise_class
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Idempotent DDL (IF NOT EXISTS): safe when several processes open a new file at once.
 SCHEMA = """
@@ -27,7 +31,8 @@ CREATE TABLE IF NOT EXISTS labelled (
     id INTEGER PRIMARY KEY AUTOINCREMENT, image BLOB NOT NULL, label TEXT NOT NULL,
     stamp_ns INTEGER NOT NULL, predicted TEXT, model_version INTEGER,
     confirms INTEGER NOT NULL DEFAULT 0, source TEXT NOT NULL DEFAULT '',
-    scenario TEXT NOT NULL DEFAULT '');
+    scenario TEXT NOT NULL DEFAULT '', box_x INTEGER, box_y INTEGER, box_w INTEGER,
+    box_h INTEGER, detection_index INTEGER);
 CREATE TABLE IF NOT EXISTS unlabelled (
     id INTEGER PRIMARY KEY AUTOINCREMENT, image BLOB NOT NULL, stamp_ns INTEGER NOT NULL,
     scenario TEXT NOT NULL DEFAULT '', slot INTEGER NOT NULL UNIQUE);
@@ -36,7 +41,8 @@ CREATE TABLE IF NOT EXISTS held (
     id INTEGER PRIMARY KEY AUTOINCREMENT, image BLOB NOT NULL, label TEXT NOT NULL,
     stamp_ns INTEGER NOT NULL, predicted TEXT, model_version INTEGER,
     confirms INTEGER NOT NULL DEFAULT 0, source TEXT NOT NULL DEFAULT '',
-    scenario TEXT NOT NULL DEFAULT '');
+    scenario TEXT NOT NULL DEFAULT '', box_x INTEGER, box_y INTEGER, box_w INTEGER,
+    box_h INTEGER, detection_index INTEGER);
 CREATE TABLE IF NOT EXISTS classes (
     name TEXT PRIMARY KEY, reason TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS quarantined (
@@ -50,6 +56,8 @@ CREATE INDEX IF NOT EXISTS held_label ON held (label, stamp_ns);
 
 # The columns ``labelled``, ``held`` and (before ``reason``) ``quarantined`` share, in order.
 SAMPLE_COLUMNS = "id, image, label, stamp_ns, predicted, model_version, confirms, source, scenario"
+# The region columns (version 3) of ``labelled`` and ``held``, in order.
+REGION_COLUMNS = ("box_x", "box_y", "box_w", "box_h", "detection_index")
 
 
 def upgrade(c: sqlite3.Connection) -> int:
@@ -61,7 +69,10 @@ def upgrade(c: sqlite3.Connection) -> int:
     version = c.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
     if version == 1:
         _migrate_v1(c)
-        version = SCHEMA_VERSION
+        version = 2
+    if version == 2:
+        _migrate_v2(c)
+        version = 3
     return version
 
 
@@ -81,4 +92,16 @@ def _migrate_v1(c: sqlite3.Connection) -> None:
             c.execute("DELETE FROM labelled WHERE id = ?", (row_id,))
     c.execute("INSERT OR IGNORE INTO classes (name, reason) "
               "SELECT DISTINCT label, 'schema v1 migration' FROM labelled")
-    c.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+    c.execute("INSERT INTO schema_version VALUES (2)")
+
+
+def _migrate_v2(c: sqlite3.Connection) -> None:
+    """Version 2 stored whole frames only: add the region columns, NULL in the rows there are
+    (they show the whole frame). Only missing columns are added: ``SCHEMA`` creates a table that
+    an older file lacked (``held`` of a version-1 file) with them already."""
+    for table in ("labelled", "held"):
+        have = {r[1] for r in c.execute(f"PRAGMA table_info({table})")}
+        for col in REGION_COLUMNS:
+            if col not in have:
+                c.execute(f"ALTER TABLE {table} ADD COLUMN {col} INTEGER")
+    c.execute("INSERT INTO schema_version VALUES (3)")

@@ -250,7 +250,8 @@ class BagPlayerNode(Node):
                 return
             c = rec.correction
             msg = LabelCorrection(header=header, true_class=c.true_class, source=c.source,
-                                  confirms=c.confirms, has_box=c.box is not None)
+                                  confirms=c.confirms, has_box=c.box is not None,
+                                  detection_index=c.detection_index)
             if c.box is not None:
                 (msg.box.x_offset, msg.box.y_offset, msg.box.width, msg.box.height) = c.box
             self.corrections_pub.publish(msg)

@@ -1,26 +1,30 @@
 """label_collector_node: turn caregivers' corrections into stored, labelled samples.
 
-A correction names a frame by its stamp. The node keeps recent frames (bounded by count and by
-bytes, ``frame_cache_size`` / ``frame_cache_mb``) and the detections made on them, pairs each
-correction with the frame of the same stamp, and hands the pair to a writer thread that commits
-batches to the SQLite store (one transaction, one fsync per batch; see ``core/store.py`` for the
-new-class and last-correction-wins rules, ``core/class_names.py`` for the class-name rule).
+A correction names a frame by its stamp and a region of it (a detection index, a box, or
+neither: see ``msg/LabelCorrection.msg`` and ``core/region_choice.py``). The node keeps recent
+frames (bounded by count and by bytes, ``frame_cache_size`` / ``frame_cache_mb``) and the
+detections published for them, pairs each correction with the frame of the same stamp and the
+region it names, and hands frame and region to a writer thread that cuts the region's crop
+(``core.regions.crop`` with ``crop_context``, as perception cuts it) and commits batches to the
+SQLite store (one transaction, one fsync per batch; see ``core/store.py`` for the new-class and
+last-correction-wins-per-region rules, ``core/class_names.py`` for the class-name rule).
 
 Every correction ends in exactly one counter on ``/diagnostics`` (``ros/correction_ledger.py``):
-``stored`` or ``held`` (committed), ``rejected.<reason>`` (invalid name, unpairable, policy, store
-error; logged with the name escaped) or ``dropped`` (the bounded write queue was full; logged).
+``stored`` or ``held`` (committed), ``rejected.<reason>`` (invalid name, unpairable, no such
+region, policy, store error; logged with the name escaped) or ``dropped`` (the bounded write
+queue was full; logged).
 Nothing is lost silently: the subscription is reliable KEEP_ALL, the callback only validates and
 enqueues, so DDS never overwrites an unread correction; publishers must be reliable (see
 ``msg/LabelCorrection.msg``). A correction that arrives before its frame waits
 (``core/pairing.py``) up to ``pairing_timeout_s`` of ROS time (node clock, so ``use_sim_time``
-and bag replay work). Every ``unlabelled_every_n``-th frame is offered to the store's bounded
-reservoir of unlabelled frames for semi-supervised tuning.
+and bag replay work), and one that names a region as long for the frame's detections. Every
+``unlabelled_every_n``-th frame is offered to the store's bounded reservoir of unlabelled frames
+for semi-supervised tuning.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from pathlib import Path
 
 from rclpy.event_handler import SubscriptionEventCallbacks
@@ -36,6 +40,16 @@ from etuner_ros.core.class_names import (
 )
 from etuner_ros.core.frame_cache import FrameCache
 from etuner_ros.core.pairing import PendingCorrections
+from etuner_ros.core.region_choice import (
+    BAD_BOX,
+    PublishedFrame,
+    Region,
+    Rejected,
+    box_problem,
+    choose_region,
+    names_region,
+)
+from etuner_ros.core.regions import CROP_CONTEXT, crop
 from etuner_ros.core.store import Correction, SampleStore
 from etuner_ros.core.text import printable
 from etuner_ros.msg import DetectionArray, LabelCorrection, ModelInfo
@@ -51,10 +65,11 @@ from etuner_ros.ros.qos import (
     latched_qos,
     reliable_qos,
 )
+from etuner_ros.ros.region_msgs import correction_box, published_frame
 from etuner_ros.ros.run import run_node
 from etuner_ros.ros.stamps import stamp_ns
 
-PREDICTION_WAIT_S = 0.5  # how long a paired correction waits for its frame's detections
+PREDICTION_WAIT_S = 0.5  # how long a whole-frame correction waits for its frame's detections
 WRITE_BATCH = 256  # corrections per committed transaction at most
 MAX_SOURCE_CHARS = 128  # a correction's `source` is cut to this before it is stored
 UNLABELLED_PENDING = 4  # unlabelled frames waiting for their writer at most (they are optional)
@@ -109,6 +124,15 @@ class LabelCollectorNode(Node):
                                        "WARN on /diagnostics after this long (ROS time) "
                                        "without a frame (0 = never)", minimum=0.0,
                                        maximum=86400.0)
+        self.min_iou = declare(self, "region_min_iou", 0.5,
+                               "a correction's box names the published detection it overlaps "
+                               "best if that IoU is at least this", minimum=0.01, maximum=1.0,
+                               read_only=True)
+        self.crop_context = declare(self, "crop_context", CROP_CONTEXT,
+                                    "share of a region's width and height added on each side of "
+                                    "the stored crop; must equal perception's crop_context, so "
+                                    "the tuner trains on the crops perception classifies",
+                                    minimum=0.0, maximum=1.0, read_only=True)
         try:
             self.policy = ClassPolicy.build(parse_class_list(allowed), min_votes)
         except InvalidClassName as exc:
@@ -123,8 +147,8 @@ class LabelCollectorNode(Node):
         self.guard = CallbackGuard(self)
         self.ledger = CorrectionLedger(self.get_logger())
         self._frames: FrameCache[Image] = FrameCache(cache_size, int(cache_mb * 2**20))
-        self._predictions: OrderedDict[int, tuple[str, int]] = OrderedDict()
-        self._pred_lock = threading.Lock()
+        # What perception published per stamp, bounded in count like the frames (size 1 each).
+        self._detections: FrameCache[PublishedFrame] = FrameCache(cache_size, cache_size)
         self._model_classes: frozenset[str] = frozenset()
         self._new_model_classes: set[str] = set()
         self._queue_size = int(queue_size)
@@ -199,13 +223,8 @@ class LabelCollectorNode(Node):
             self.ledger.count("unlabelled_skipped")
 
     def _on_detections(self, msg: DetectionArray) -> None:
-        if not msg.detections:
-            return
-        best = max(msg.detections, key=lambda d: d.score)
-        with self._pred_lock:
-            self._predictions[stamp_ns(msg.header.stamp)] = (best.class_name, msg.model_version)
-            while len(self._predictions) > self._frames.max_items:
-                self._predictions.popitem(last=False)
+        """Keep every region published for the stamp (an empty array too: it says "none")."""
+        self._detections.put(stamp_ns(msg.header.stamp), published_frame(msg), 1)
 
     def _on_model_info(self, msg: ModelInfo) -> None:
         """The serving model's classes are known: corrections naming them are stored, and
@@ -239,6 +258,10 @@ class LabelCollectorNode(Node):
         if msg.header.stamp.sec < 0:
             self.ledger.reject(msg, "bad_stamp", "negative stamp")
             return
+        problem = box_problem(msg.detection_index, correction_box(msg))
+        if problem:  # malformed whatever the frame: rejected before it waits for one
+            self.ledger.reject(msg, BAD_BOX, problem)
+            return
         key = stamp_ns(msg.header.stamp)
         behind = self._waiting.behind(key)  # an earlier one of this stamp waits
         if not behind and self._pair(msg, waited_ns=0):
@@ -256,23 +279,36 @@ class LabelCollectorNode(Node):
         self._waiting.retry(self._now(), self.timeout_s * 1e9, self._pair, self._expire)
 
     def _expire(self, msg: LabelCorrection) -> None:
+        if self._frames.get(stamp_ns(msg.header.stamp)) is not None:  # it names a region
+            self.ledger.reject(msg, "no_detections", f"it names a region, but no detections "
+                                                     f"for its frame within {self.timeout_s:.1f} "
+                                                     "s (is perception running?)")
+            return
         self.ledger.reject(msg, "no_frame", f"no frame with this stamp within "
                                             f"{self.timeout_s:.1f} s (evicted, dropped, or "
                                             "never published)")
 
     def _pair(self, msg: LabelCorrection, waited_ns: int) -> bool:
-        """Hand the correction to the writer if its frame is cached (True: handled). One that
-        overtook the frame's detections waits briefly, so the sample records the prediction
-        it corrected."""
+        """Resolve the region the correction names and hand frame and region to the writer
+        (True: handled, rejections included). It waits while the frame is not cached, while
+        a named region's detections have not arrived, and briefly for a whole-frame
+        correction's, so the sample records the prediction it corrected."""
         key = stamp_ns(msg.header.stamp)
         frame = self._frames.get(key)
         if frame is None:
             return False
-        with self._pred_lock:
-            predicted, version = self._predictions.get(key, (None, None))
-        if predicted is None and waited_ns < min(PREDICTION_WAIT_S, self.timeout_s) * 1e9:
+        published = self._detections.get(key)
+        if published is None and (names_region(msg.detection_index, msg.has_box) or waited_ns
+                                  < min(PREDICTION_WAIT_S, self.timeout_s) * 1e9):
             return False
-        if not self._writer.offer((msg, frame, predicted, version), len(frame.data)):
+        region = choose_region(msg.detection_index, correction_box(msg), published,
+                               frame.width, frame.height, self.min_iou)
+        if region is None:
+            return False
+        if isinstance(region, Rejected):
+            self.ledger.reject(msg, region.reason, region.detail)
+            return True
+        if not self._writer.offer((msg, frame, region), len(frame.data)):
             self.ledger.drop(msg, f"write queue full (correction_queue_size "
                                   f"{self._queue_size}, or frame_cache_mb of frames pending)")
         return True
@@ -297,17 +333,19 @@ class LabelCollectorNode(Node):
         """Runs on the writer thread: one transaction for the batch, then the counters."""
         msgs: list[LabelCorrection] = []
         items: list[Correction] = []
-        for msg, frame, predicted, version in batch:
+        region: Region
+        for msg, frame, region in batch:
             try:
-                image = image_to_rgb(frame)
+                image = crop(image_to_rgb(frame), region.box, self.crop_context)
             except ImageConversionError as exc:
                 self.ledger.reject(msg, "bad_image", str(exc))
                 continue
             msgs.append(msg)
             items.append(Correction(
-                image, msg.true_class, stamp_ns(msg.header.stamp), predicted=predicted,
-                model_version=version, confirms=bool(msg.confirms),
-                source=msg.source[:MAX_SOURCE_CHARS]))
+                image, msg.true_class, stamp_ns(msg.header.stamp), predicted=region.predicted,
+                model_version=region.model_version, confirms=bool(msg.confirms),
+                source=msg.source[:MAX_SOURCE_CHARS], box=tuple(region.box),
+                detection_index=region.index if region.index >= 0 else None))
         if not items:
             return
         try:

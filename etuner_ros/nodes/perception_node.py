@@ -1,6 +1,11 @@
-"""perception_node: classify camera frames and hot-swap weights without stopping.
+"""perception_node: recognise each region of camera frames and hot-swap weights without stopping.
 
-Subscribes ``image``; publishes ``detections`` (header = the source image's header),
+Subscribes ``image`` and, with ``region_source`` ``topic``, an upstream detector's boxes on
+``regions`` (``region_message``: this package's DetectionArray, vision_msgs' Detection2DArray or
+yolo_ros' DetectionArray), paired with the frames by stamp (``core/region_pairing.py``). Every
+region of a frame (with ``frame``, the default: the whole frame) is cropped and classified in
+one batched forward pass; publishes ``detections``, one Detection per region (header = the
+source image's header),
 ``detections/image`` (annotated, for RViz; drawn only while someone subscribes) and
 ``model_info`` (latched). ``~/swap_weights`` loads and checks a checkpoint on the service's own
 callback group, warms the new model up on one frame, then replaces the serving model with one
@@ -28,18 +33,27 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.time import Time
 from sensor_msgs.msg import Image, RegionOfInterest
 
-from etuner_ros.core.checkpoint import MAX_VERSION, CheckpointError, load_checkpoint
+from etuner_ros.core.checkpoint import MAX_VERSION, CheckpointError
 from etuner_ros.core.model import SUPPORTED_ARCHS, ModelBundle
+from etuner_ros.core.regions import classify_regions
 from etuner_ros.core.registry import load_start_model
 from etuner_ros.core.text import printable
 from etuner_ros.msg import Detection, DetectionArray, ModelInfo
 from etuner_ros.ros.diagnostics import OK, WARN, Diagnostics
 from etuner_ros.ros.frame_loss import FrameLoss
 from etuner_ros.ros.guard import CallbackGuard
-from etuner_ros.ros.image import ImageConversionError, annotate, image_to_rgb, rgb_to_image
+from etuner_ros.ros.image import (
+    ImageConversionError,
+    annotate_regions,
+    image_to_rgb,
+    rgb_to_image,
+)
 from etuner_ros.ros.params import ParameterError, declare
 from etuner_ros.ros.qos import RELIABILITY_CHOICES, image_qos, latched_qos, reliable_qos
+from etuner_ros.ros.region_feed import RegionFeed
+from etuner_ros.ros.region_input import Region
 from etuner_ros.ros.run import run_node
+from etuner_ros.ros.weight_swap import checked_swap
 from etuner_ros.srv import SwapWeights
 
 
@@ -74,6 +88,9 @@ class PerceptionNode(LifecycleNode):
                                         "while active, warn (log and /diagnostics) when no "
                                         "frame arrived for this many seconds of ROS time",
                                         minimum=0.5, maximum=3600.0)
+        self.feed = RegionFeed(self, int(depth))
+        self._group = MutuallyExclusiveCallbackGroup()  # frames and boxes: one at a time
+        self.forwards = self.regions = 0
         torch.set_num_threads(int(threads))
         cores = os.cpu_count() or 1
         if int(threads) >= cores:
@@ -147,6 +164,7 @@ class PerceptionNode(LifecycleNode):
         try:  # the last model the tuner made active wins over the base, if it validates
             bundle, path = load_start_model(self._models_dir, self._ckpt, self.arch,
                                             self.get_logger().warn)
+            self.feed.load()
         except CheckpointError as exc:
             self.last_error = str(exc)
             self.get_logger().error(f"cannot load checkpoint: {exc}")
@@ -176,8 +194,8 @@ class PerceptionNode(LifecycleNode):
         ret = super().on_activate(state)
         self._sub = self.create_subscription(Image, "image",
                                              self._guard.wrap(self._on_image, "image"),
-                                             self._qos,
-                                             callback_group=MutuallyExclusiveCallbackGroup())
+                                             self._qos, callback_group=self._group)
+        self.feed.subscribe(self._guard.wrap(self._on_regions, "regions"), self._group)
         with self._stats_lock:
             self._since, self._silent = self.get_clock().now(), False
         self._publish_info()
@@ -207,6 +225,7 @@ class PerceptionNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _drop_subscription(self) -> None:
+        self.feed.unsubscribe()
         if self._sub is not None:
             self.destroy_subscription(self._sub)
             self._sub = None
@@ -241,30 +260,51 @@ class PerceptionNode(LifecycleNode):
             self.get_logger().warn(f"dropping frame: {printable(exc, 200)}",
                                    throttle_duration_sec=5.0)
             return
+        todo = self.feed.frame(msg.header, rgb, now.nanoseconds)
+        if todo is not None:
+            self._recognise(*todo, t0)
+
+    def _on_regions(self, msg) -> None:
+        """An upstream detector's boxes for one frame (``ros/region_feed.py``)."""
+        t0 = time.perf_counter()
+        todo = self.feed.boxes(msg, self.get_clock().now().nanoseconds)
+        if todo is not None:
+            self._recognise(*todo, t0)
+
+    def _recognise(self, header, rgb: np.ndarray, regions: list[Region], t0: float) -> None:
+        """One batched forward over the frame's regions; one Detection per region."""
         bundle = self._bundle  # one read: a swap during this frame affects the next one
         if bundle is None:
             return
-        ids, scores = bundle.predict([rgb])
-        cid, score = int(ids[0]), float(scores[0])
-        name = bundle.class_names[cid]
-        out = DetectionArray(header=msg.header, model_version=bundle.version)
-        out.detections = [Detection(
-            class_id=cid, class_name=name, score=score, model_version=bundle.version,
-            bbox=RegionOfInterest(x_offset=0, y_offset=0, width=rgb.shape[1],
-                                  height=rgb.shape[0]))]
+        boxes = [r.box for r in regions]
+        ids, scores = classify_regions(bundle, rgb, boxes, self.feed.crop_context) \
+            if boxes else (np.zeros(0, np.int64), np.zeros(0, np.float32))
+        out = DetectionArray(header=header, model_version=bundle.version)
+        for r, cid, score in zip(regions, ids.tolist(), scores.tolist(), strict=True):
+            out.detections.append(Detection(
+                class_id=int(cid), class_name=bundle.class_names[int(cid)], score=float(score),
+                model_version=bundle.version, upstream_class=r.upstream_class,
+                upstream_id=r.upstream_id, upstream_score=float(r.upstream_score),
+                bbox=RegionOfInterest(x_offset=r.box.x, y_offset=r.box.y, width=r.box.w,
+                                      height=r.box.h)))
         self.det_pub.publish(out)
         with self._stats_lock:
             self.frames += 1
+            self.forwards += bool(boxes)
+            self.regions += len(boxes)
             self._latency.append(time.perf_counter() - t0)
         # Drawing and sending a full-size copy costs as much as inference at 640x480: only
         # while someone (RViz) looks. Not part of the detection latency above.
         if self.annotate and self.ann_pub.get_subscription_count() > 0:
+            labels = [(tuple(r.box), f"{d.class_name} {d.score:.2f}")
+                      for r, d in zip(regions, out.detections, strict=True)]
             self.ann_pub.publish(rgb_to_image(
-                annotate(rgb, f"{name} {score:.2f} v{bundle.version}"), msg.header))
+                annotate_regions(rgb, labels, f"v{bundle.version}"), header))
 
     def _check_silence(self) -> None:
         """Warn once when an active node has had no frame for ``no_frames_warn_s``; track
         whether lost frames can be counted (one publisher)."""
+        self.feed.expire(self.get_clock().now().nanoseconds)
         sub = self._sub
         if sub is not None:
             one = self.count_publishers(sub.topic_name) == 1
@@ -297,27 +337,12 @@ class PerceptionNode(LifecycleNode):
                 return res
             res.active_version = current.version
             path = Path(req.checkpoint_path).expanduser()
-            why = _version_problem(int(req.version), current.version)
-            if why is None and int(req.version) == current.version:
-                if _same_file(path, self._bundle_path):  # a retried call: idempotent
-                    res.success = True
-                    res.message = f"already serving v{current.version} from {path}"
-                    return res
-                why = (f"version {req.version} already serves the weights of "
-                       f"{printable(self._bundle_path, 120)}; other weights need another "
-                       "version")
-            if why is None:
-                try:
-                    new = load_checkpoint(path, expected_arch=self.arch,
-                                          expected_classes_prefix=current.class_names)
-                    if req.version == 0:
-                        why = _version_problem(new.version, current.version, "checkpoint's")
-                        if why is None and new.version == current.version:
-                            why = f"checkpoint's version {new.version} is already serving"
-                    else:
-                        new.version = int(req.version)
-                except CheckpointError as exc:
-                    why = str(exc)
+            new, why = checked_swap(int(req.version), path, current, self._bundle_path,
+                                    self.arch)
+            if new is None and why is None:  # a retried call: idempotent
+                res.success = True
+                res.message = f"already serving v{current.version} from {path}"
+                return res
             if why is not None:
                 return self._refuse(res, current.version, why)
             new.model.eval()
@@ -377,6 +402,8 @@ class PerceptionNode(LifecycleNode):
                       "latency_p95_ms": float(np.percentile(lat, 95)),
                       "seconds_since_frame": quiet,
                       "swaps_ok": self.swaps_ok, "swaps_failed": self.swaps_failed,
+                      "regions": self.regions, "forward_passes": self.forwards,
+                      **self.feed.values(),
                       "last_error": self.last_error, **self._guard.values()}
         if self._bundle is None:
             return WARN, f"not configured {self.last_error}".strip(), values
@@ -399,23 +426,6 @@ class PerceptionNode(LifecycleNode):
         if self.bad_frames and self.last_error:
             return WARN, f"some frames dropped: {self.last_error}", values
         return (OK if self.swaps_failed == 0 else WARN), f"serving v{self.version}", values
-
-
-def _version_problem(version: int, current: int, whose: str = "requested") -> str | None:
-    """Why ``version`` may not serve, or None. The contract (srv/SwapWeights.srv): 1..2**31-1;
-    0 in a request means "the checkpoint's own version"."""
-    if whose == "requested" and version == 0:
-        return None
-    if not 0 < version <= MAX_VERSION:
-        return f"{whose} version {version} is outside 1..{MAX_VERSION}"
-    return None
-
-
-def _same_file(a: Path, b: str) -> bool:
-    try:
-        return bool(b) and a.resolve() == Path(b).resolve()
-    except OSError:
-        return False
 
 
 def main(args: list[str] | None = None) -> int:

@@ -8,6 +8,13 @@ ahead, because the world renders a whole scenario at once (~0.2 s for 120 frames
 stall the timer at every scenario change. At the end of the stream it either starts again
 (``loop``) or stops and latches ``~/finished`` = true.
 
+``world`` picks what is shown: ``objects`` (default), one household object per frame
+(``sim/world.py``); ``rooms``, rooms with several objects at once (``sim/rooms.py``), whose truth
+lists every object in view with its id and box (``msg/SimGroundTruth.msg``), for sim_detector to
+play an upstream detector and sim_caregiver to score and label each region. The room world's
+objects come and go on its own clock of ``rooms.FPS`` (8) frames per second, whatever ``fps``
+is, so a seed gives the same frames as the benchmark's and pretraining's room world.
+
 Stamps, the frame timer and the measured rate follow the node's clock (ROS time): with
 ``use_sim_time`` the camera runs on ``/clock`` (a bag player's or a simulator's), faster or slower
 than the wall clock, and stops while the clock stands still.
@@ -31,6 +38,8 @@ from etuner_ros.ros.image import rgb_to_image
 from etuner_ros.ros.params import ParameterError, declare
 from etuner_ros.ros.qos import RELIABILITY_CHOICES, image_qos, latched_qos, reliable_qos
 from etuner_ros.ros.run import run_node
+from etuner_ros.ros.sim_truth import truth_message
+from etuner_ros.sim.rooms import RoomWorld
 from etuner_ros.sim.world import SyntheticWorld
 
 # Diagnostics packs the level with bytes([level]): hand it ints, not the msg's bytes constants.
@@ -38,10 +47,11 @@ _OK = OK[0] if isinstance(OK, bytes) else int(OK)
 
 
 _END = object()  # queued after the last frame when not looping
+WORLDS: tuple[str, ...] = ("objects", "rooms")  # the `world` parameter's choices
 
 
 class SimCameraNode(Node):
-    """Streams SyntheticWorld frames at ``fps``; see the module docstring for the contract."""
+    """Streams SyntheticWorld or RoomWorld frames at ``fps``; see the module docstring."""
 
     def __init__(self, **kwargs: Any) -> None:
         self._stop = threading.Event()  # before Node.__init__: destroy_node() may run early
@@ -53,7 +63,9 @@ class SimCameraNode(Node):
             self.destroy_node()
             raise
 
-        self.world = SyntheticWorld(self.seed, image_size=(self.width, self.height))
+        size = (self.width, self.height)
+        self.world = SyntheticWorld(self.seed, image_size=size) if self.world_kind == "objects" \
+            else RoomWorld(self.seed, image_size=size)
         self._scenario_names = [_name(s) for s in getattr(self.world, "scenarios", [])]
         # About half a second of frames: covers a scenario's render, bounds memory.
         self._frames: queue.Queue = queue.Queue(maxsize=min(64, math.ceil(self.fps / 2) + 1))
@@ -77,7 +89,8 @@ class SimCameraNode(Node):
         self.get_logger().info(
             f"streaming {self.width}x{self.height} at {self.fps:g} fps, "
             f"{self.frames_per_scenario} frames per scenario, "
-            f"{len(self._scenario_names) or '?'} scenarios, seed {self.seed}, loop {self.loop}")
+            f"{len(self._scenario_names) or '?'} scenarios of the {self.world_kind} world, "
+            f"seed {self.seed}, loop {self.loop}")
 
     def _declare_parameters(self) -> None:
         self.seed = int(declare(self, "seed", 0, "seed of the synthetic world (same seed, same "
@@ -95,6 +108,10 @@ class SimCameraNode(Node):
                                     "header.frame_id of the images", read_only=True))
         self.loop = bool(declare(self, "loop", False, "start the stream again at its end "
                                  "instead of stopping"))
+        self.world_kind = str(declare(
+            self, "world", "objects", "objects: one object per frame; rooms: several objects "
+            "per frame, every one in the truth (for sim_detector)", choices=WORLDS,
+            read_only=True))
         self.image_reliability = str(declare(
             self, "image_reliability", "best_effort", "QoS reliability of the image publisher",
             choices=RELIABILITY_CHOICES, read_only=True))
@@ -139,9 +156,7 @@ class SimCameraNode(Node):
         now = self.get_clock().now()
         header = Header(stamp=now.to_msg(), frame_id=self.frame_id)
         # Truth first: the caregiver must not see the detection of a frame before its truth.
-        self.truth_pub.publish(SimGroundTruth(
-            header=header, class_name=str(frame.label), scenario=scenario,
-            frame_index=int(frame.index)))
+        self.truth_pub.publish(truth_message(frame, header, scenario))
         self.image_pub.publish(rgb_to_image(frame.image, header))
         self.frames_sent += 1
         self._sent_at.append(now.nanoseconds * 1e-9)

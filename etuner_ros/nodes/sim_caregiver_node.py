@@ -8,11 +8,20 @@ For each pair it asks :class:`~etuner_ros.sim.caregiver.Caregiver` whether to sp
 scores the deployed model against the truth (per scenario segment and per model version): the
 demo's accuracy report, measured on the real topics. Waiting times are on the node's clock (ROS
 time), so with ``use_sim_time`` a partner is awaited ``PAIR_TIMEOUT_S`` of the stream's time.
+
+Rooms world (the truth lists objects, ``ros/sim_truth.has_regions``): perception answered once
+per region (a sim_detector box), so each region is matched to the truth object it covers
+(``sim/scoring.py``: best IoU >= 0.5) and scored on its own: per-object accuracy per scenario,
+segment and version (``accuracy_summary()["regions"]``). The frame tallies then count a frame
+right when every region that covers an object is right (frames where none does are not scored).
+Regions covering no object (false boxes) are counted and never labelled; objects no region
+covers (missed by the detector) are counted and cannot be scored: the recogniser never saw
+them. For each matched region the caregiver decides on its own key (frame index, object id),
+and a correction names the region by ``detection_index`` plus its box (``has_box``).
 """
 
 from __future__ import annotations
 
-import math
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -24,7 +33,9 @@ from etuner_ros.ros.diagnostics import OK, WARN, Diagnostics
 from etuner_ros.ros.params import ParameterError, declare
 from etuner_ros.ros.qos import corrections_qos
 from etuner_ros.ros.run import run_node
+from etuner_ros.ros.sim_truth import box_of, has_regions, truth_objects
 from etuner_ros.sim.caregiver import Caregiver
+from etuner_ros.sim.scoring import Scoreboard, match_regions, region_key
 
 # Diagnostics packs the level with bytes([level]): hand it ints, not the msg's bytes constants.
 _OK = OK[0] if isinstance(OK, bytes) else int(OK)
@@ -32,25 +43,6 @@ _WARN = WARN[0] if isinstance(WARN, bytes) else int(WARN)
 
 PAIR_TIMEOUT_S = 5.0  # a detection later than this is not coming (perception dropped the frame)
 MAX_PENDING = 500     # per cache; at 30 fps that is > 15 s of one side without the other
-
-
-class _Tally:
-    """Frames scored and how many the model got right."""
-
-    def __init__(self) -> None:
-        self.frames = 0
-        self.correct = 0
-
-    def add(self, correct: bool) -> None:
-        self.frames += 1
-        self.correct += int(correct)
-
-    @property
-    def accuracy(self) -> float:
-        return self.correct / self.frames if self.frames else math.nan
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"frames": self.frames, "accuracy": self.accuracy}
 
 
 class SimCaregiverNode(Node):
@@ -61,8 +53,9 @@ class SimCaregiverNode(Node):
         try:
             seed = int(declare(self, "seed", 0, "seed of the caregiver's choices", minimum=0,
                                read_only=True))
-            fraction = float(declare(self, "fraction", 0.25, "share of frames the caregiver "
-                                     "looks at (0..1)", minimum=0.0, maximum=1.0, read_only=True))
+            fraction = float(declare(self, "fraction", 0.25, "share of frames (rooms world: "
+                                     "of detected objects) the caregiver looks at (0..1)",
+                                     minimum=0.0, maximum=1.0, read_only=True))
             confirm = float(declare(self, "confirm_fraction", 0.5, "share of correct "
                                     "predictions confirmed when looked at (0..1)", minimum=0.0,
                                     maximum=1.0, read_only=True))
@@ -78,10 +71,9 @@ class SimCaregiverNode(Node):
         self._dets: OrderedDict[tuple[int, int], tuple[float, DetectionArray]] = OrderedDict()
         self.paired = self.corrections = self.confirmations = 0
         self.dropped_truths = self.dropped_detections = 0
-        self._overall = _Tally()
-        self._per_scenario: dict[str, _Tally] = {}
-        self._per_version: dict[int, _Tally] = {}
-        self._segments: list[tuple[str, _Tally]] = []
+        self._frames = Scoreboard()  # one item per frame
+        self._regions = Scoreboard()  # rooms world: one item per region covering an object
+        self.false_boxes = self.missed_objects = self.region_corrections = 0
 
         self.pub = self.create_publisher(LabelCorrection, "corrections", corrections_qos())
         self.create_subscription(SimGroundTruth, "sim/ground_truth", self._on_truth,
@@ -90,7 +82,7 @@ class SimCaregiverNode(Node):
                                  corrections_qos())
         self.create_timer(0.5, self._expire)
         self._diag = Diagnostics(self, "sim caregiver", self._check)
-        self.get_logger().info(f"looking at {fraction:.0%} of frames, confirming "
+        self.get_logger().info(f"looking at {fraction:.0%} of frames (or objects), confirming "
                                f"{confirm:.0%} of right answers, seed {seed}")
 
     def _on_truth(self, msg: SimGroundTruth) -> None:
@@ -128,49 +120,77 @@ class SimCaregiverNode(Node):
         self.dropped_detections += _drop_older(self._dets, limit)
 
     def _pair(self, truth: SimGroundTruth, dets: DetectionArray) -> None:
+        if has_regions(truth):
+            self._pair_regions(truth, dets)
+            return
         predicted = (max(dets.detections, key=lambda d: d.score).class_name
                      if dets.detections else None)
         correct = predicted == truth.class_name
-        self._score(truth.scenario, int(dets.model_version), correct)
+        with self._lock:
+            self.paired += 1
+            self._frames.add(truth.scenario, int(dets.model_version), correct)
         feedback = self.caregiver.feedback(truth.class_name, predicted, key=truth.frame_index)
-        if feedback is None:
-            return
-        self.pub.publish(LabelCorrection(header=truth.header, true_class=feedback.true_label,
-                                         has_box=False, source=self.source, confirms=correct))
-        if correct:
+        if feedback is not None:
+            self._publish(LabelCorrection(header=truth.header, true_class=feedback.true_label,
+                                          has_box=False), correct)
+
+    def _pair_regions(self, truth: SimGroundTruth, dets: DetectionArray) -> None:
+        """Score each region against the object it covers; label some of the matched ones."""
+        regions = list(dets.detections)
+        match = match_regions([box_of(d.bbox) for d in regions],
+                              [d.class_name for d in regions], truth_objects(truth))
+        version = int(dets.model_version)
+        with self._lock:
+            self.paired += 1
+            self.false_boxes += match.false_boxes
+            self.missed_objects += len(match.missed)
+            for r in match.matched:
+                self._regions.add(truth.scenario, version, r.correct)
+            if match.all_right is not None:
+                self._frames.add(truth.scenario, version, match.all_right)
+        for r in match.matched:
+            feedback = self.caregiver.feedback(
+                r.true_label, r.predicted, key=region_key(truth.frame_index, r.object_id))
+            if feedback is None:
+                continue
+            self._publish(LabelCorrection(
+                header=truth.header, true_class=feedback.true_label, detection_index=r.index,
+                has_box=True, box=regions[r.index].bbox), r.correct)
+            self.region_corrections += 1
+
+    def _publish(self, msg: LabelCorrection, confirms: bool) -> None:
+        msg.source, msg.confirms = self.source, confirms
+        self.pub.publish(msg)
+        if confirms:
             self.confirmations += 1
         else:
             self.corrections += 1
 
-    def _score(self, scenario: str, version: int, correct: bool) -> None:
-        with self._lock:
-            self.paired += 1
-            self._overall.add(correct)
-            self._per_scenario.setdefault(scenario, _Tally()).add(correct)
-            self._per_version.setdefault(version, _Tally()).add(correct)
-            if not self._segments or self._segments[-1][0] != scenario:
-                self._segments.append((scenario, _Tally()))
-            self._segments[-1][1].add(correct)
-
     def accuracy_summary(self) -> dict[str, Any]:
-        """Ground-truth accuracy of the served model: per scenario, per version, per segment."""
+        """Ground-truth accuracy of the served model: per scenario, per version, per segment,
+        counted in frames; in the rooms world also ``regions`` (the same, counted in regions
+        that cover an object, plus false boxes and missed objects)."""
         with self._lock:
-            return {
-                "per_scenario": {k: t.as_dict() for k, t in self._per_scenario.items()},
-                "per_version": {k: t.as_dict() for k, t in self._per_version.items()},
-                "overall": self._overall.accuracy,
-                "frames": self._overall.frames,
-                "segments": [(name, t.frames, t.accuracy) for name, t in self._segments],
-            }
+            out = self._frames.summary("frames")
+            if self._regions.overall.n or self.false_boxes or self.missed_objects:
+                out["regions"] = {**self._regions.summary("regions"),
+                                  "false_boxes": self.false_boxes,
+                                  "missed_objects": self.missed_objects,
+                                  "region_corrections": self.region_corrections}
+            return out
 
     def _check(self) -> tuple[int, str, dict[str, Any]]:
         with self._lock:
-            seg = self._segments[-1] if self._segments else ("-", _Tally())
-            overall = self._overall.accuracy
-        values = {"overall_accuracy": overall, "segment": seg[0],
-                  "segment_frames": seg[1].frames, "segment_accuracy": seg[1].accuracy,
+            board = self._regions if self._regions.overall.n else self._frames
+            name, seg = board.last_segment()
+            overall = board.overall.accuracy
+            unit = "regions" if board is self._regions else "frames"
+        values = {"overall_accuracy": overall, "segment": name, "unit": unit,
+                  "segment_" + unit: seg.n, "segment_accuracy": seg.accuracy,
                   "paired": self.paired, "corrections": self.corrections,
                   "confirmations": self.confirmations,
+                  "region_corrections": self.region_corrections,
+                  "false_boxes": self.false_boxes, "missed_objects": self.missed_objects,
                   "pending_truths": len(self._truths), "pending_detections": len(self._dets),
                   "dropped_truths": self.dropped_truths,
                   "dropped_detections": self.dropped_detections}
@@ -178,7 +198,8 @@ class SimCaregiverNode(Node):
             return _OK, "waiting for frames with detections", values
         dropped = self.dropped_truths + self.dropped_detections
         level = _WARN if dropped > 0.2 * (self.paired + dropped) else _OK
-        return level, f"accuracy {overall:.1%} overall, {seg[1].accuracy:.1%} in {seg[0]}", values
+        return level, (f"accuracy {overall:.1%} of {unit} overall, {seg.accuracy:.1%} in "
+                       f"{name}"), values
 
 
 def _drop_older(cache: OrderedDict, limit: float) -> int:

@@ -75,3 +75,24 @@ def annotate(rgb: np.ndarray, text: str) -> np.ndarray:
     cv2.putText(img, text, (2, int(16 * scale)), cv2.FONT_HERSHEY_SIMPLEX, scale * 0.5,
                 (255, 255, 255), 1, cv2.LINE_AA)
     return img
+
+
+def annotate_regions(rgb: np.ndarray, labels: list[tuple[tuple[int, int, int, int], str]],
+                     caption: str = "") -> np.ndarray:
+    """A copy with every region's box and label drawn, and an optional caption on top (for
+    RViz's view of per-region detections)."""
+    img = rgb.copy()
+    h, w = img.shape[:2]
+    scale = max(0.3, w / 400.0)
+    thick = max(1, w // 320)
+    for (x, y, bw, bh), text in labels:
+        cv2.rectangle(img, (x, y), (x + bw - 1, y + bh - 1), (0, 255, 0), thick)
+        ty = y + int(14 * scale) if y < int(16 * scale) else y - 2
+        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale * 0.45, 1)
+        cv2.rectangle(img, (x, ty - th - 2), (x + tw + 2, ty + 2), (0, 0, 0), -1)
+        cv2.putText(img, text, (x + 1, ty), cv2.FONT_HERSHEY_SIMPLEX, scale * 0.45,
+                    (255, 255, 255), 1, cv2.LINE_AA)
+    if caption:
+        cv2.putText(img, caption, (2, h - 4), cv2.FONT_HERSHEY_SIMPLEX, scale * 0.4,
+                    (255, 255, 0), 1, cv2.LINE_AA)
+    return img

@@ -1,5 +1,9 @@
 """Train (or reuse) the robot's starting model on the synthetic world's first scenario.
 
+``world="objects"`` (default): whole frames of one object each. ``world="rooms"``: crops of the
+objects in rooms with several at once (``sim/room_crops.py``), cut around jittered boxes as
+perception cuts a detector's boxes: the starting model of region recognition.
+
 The benchmark and the demo both start from the same model, so it is trained once per
 (architecture, seed, input size, world version, training budget) and cached in
 ``data_dir/models/``; a later call returns the cached file when it still loads and its key matches.
@@ -22,6 +26,8 @@ from tqdm import tqdm
 
 from etuner_ros.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from etuner_ros.core.model import ModelBundle, build_model, preprocess
+from etuner_ros.sim.room_crops import crop_dataset
+from etuner_ros.sim.rooms import ROOMS_VERSION, RoomWorld
 from etuner_ros.sim.world import WORLD_VERSION, Frame, SyntheticWorld
 
 DEFAULT_ARCH = "mobilenet_v3_small"
@@ -34,10 +40,14 @@ LR = 2e-3
 RECIPE = 2  # bump when the training recipe changes: part of the cache key
 
 
+WORLDS: tuple[str, ...] = ("objects", "rooms")
+
+
 def base_checkpoint_path(data_dir: Path, arch: str = DEFAULT_ARCH, seed: int = 0,
-                         input_size: int = DEFAULT_INPUT_SIZE) -> Path:
+                         input_size: int = DEFAULT_INPUT_SIZE, world: str = "objects") -> Path:
     """Where ``pretrain`` caches the starting model."""
-    return Path(data_dir) / "models" / f"base_{arch}_s{seed}_i{input_size}.pt"
+    tag = "" if world == "objects" else f"_{world}"
+    return Path(data_dir) / "models" / f"base{tag}_{arch}_s{seed}_i{input_size}.pt"
 
 
 def read_extra(path: Path) -> dict[str, Any]:
@@ -158,24 +168,35 @@ def cached_model(path: Path, key: dict, arch: str, train: Callable[[], tuple[Mod
 def pretrain(data_dir: Path, arch: str = DEFAULT_ARCH, seed: int = 0,
              frames: int = DEFAULT_FRAMES, epochs: int = DEFAULT_EPOCHS,
              input_size: int = DEFAULT_INPUT_SIZE, progress: bool = True,
-             force: bool = False) -> Path:
-    """Path of the starting model (version 1) trained on ``SyntheticWorld(seed)``'s first
-    scenario; reuses the cached file unless ``force`` or its cache key differs."""
-    path = base_checkpoint_path(data_dir, arch, seed, input_size)
+             force: bool = False, world: str = "objects") -> Path:
+    """Path of the starting model (version 1) trained on the first scenario of
+    ``SyntheticWorld(seed)`` (``world`` "objects") or of ``RoomWorld(seed)``'s crops ("rooms");
+    reuses the cached file unless ``force`` or its cache key differs."""
+    if world not in WORLDS:
+        raise ValueError(f"world must be one of {WORLDS}, got {world!r}")
+    path = base_checkpoint_path(data_dir, arch, seed, input_size, world)
     key = {"arch": arch, "seed": int(seed), "input_size": int(input_size),
            "world_version": WORLD_VERSION, "frames": int(frames), "epochs": int(epochs),
            "recipe": RECIPE}
+    if world == "rooms":
+        key["rooms_version"] = ROOMS_VERSION
+
+    def samples(w: SyntheticWorld | RoomWorld, scenario: str, n: int, split: str) -> list:
+        if isinstance(w, RoomWorld):
+            return crop_dataset(w, scenario, n, split=split)
+        return w.frames(scenario, n, split=split)
 
     def train() -> tuple[ModelBundle, dict]:
-        world = SyntheticWorld(seed)
-        first = world.scenarios[0]
-        names = world.class_names_seen_in(first)
+        w = SyntheticWorld(seed) if world == "objects" else RoomWorld(seed)
+        first = w.scenarios[0]
+        names = w.class_names_seen_in(first)
         if progress:
-            print(f"[pretrain] rendering {frames} frames of scenario {first.name!r} "
+            what = "frames" if world == "objects" else "object crops from rooms"
+            print(f"[pretrain] rendering {frames} {what} of scenario {first.name!r} "
                   f"({len(names)} classes), training {arch} at {input_size}px for {epochs} "
                   "epochs", flush=True)
-        data = world.frames(first.name, frames, split="train")
-        val = world.frames(first.name, min(VAL_FRAMES, max(8, frames // 4)), split="val")
+        data = samples(w, first.name, frames, "train")
+        val = samples(w, first.name, min(VAL_FRAMES, max(8, frames // 4)), "val")
         bundle, metrics = train_base_model(data, names, arch, seed, epochs, input_size,
                                            progress, val_frames=val)
         return bundle, {"scenario": first.name, **metrics}
@@ -192,11 +213,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", type=int, default=DEFAULT_FRAMES)
     p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
     p.add_argument("--input-size", type=int, default=DEFAULT_INPUT_SIZE)
+    p.add_argument("--world", choices=WORLDS, default="objects",
+                   help="objects: whole one-object frames; rooms: object crops from rooms")
     p.add_argument("--force", action="store_true", help="retrain even if a cached model fits")
     opts = p.parse_args(argv)
     try:
         path = pretrain(opts.data_dir, opts.arch, opts.seed, opts.frames, opts.epochs,
-                        opts.input_size, progress=True, force=opts.force)
+                        opts.input_size, progress=True, force=opts.force, world=opts.world)
     except (ValueError, OSError, CheckpointError) as exc:
         print(f"[pretrain] error: {exc}", file=sys.stderr)
         return 1

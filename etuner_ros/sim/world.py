@@ -233,12 +233,7 @@ class SyntheticWorld:
                       else clutter[int(rng.integers(len(clutter)))])
             occluder = (colour, rng.uniform(0.15, 0.35), rng.uniform(0.15, 0.35),
                         int(rng.integers(4)))
-        if sc.lighting == "day":
-            light = rng.uniform(0.9, 1.1) * rng.uniform(0.95, 1.05, 3)
-        elif sc.lighting == "dim":
-            light = np.full(3, rng.uniform(0.3, 0.42))
-        else:
-            light = np.array([rng.uniform(80, 105), rng.uniform(0.5, 0.62), 0.0])
+        light = _light(sc.lighting, rng)
         return _View(window, things, size, angle, mirror, stretch, centre, roles, occluder,
                      light)
 
@@ -254,8 +249,7 @@ class SyntheticWorld:
         margin = 0.25 if label != "walker" else 0.45
         centre = np.clip(v.centre + rng.normal(0, 0.8, 2), [w * margin, h * 0.35],
                          [w * (1 - margin), h * 0.65])
-        light = v.light * (1 + rng.normal(0, 0.01, 3)) if v.light[2] else \
-            v.light * np.array([1 + rng.normal(0, 0.01), 1 + rng.normal(0, 0.01), 0.0])
+        light = _flicker(v.light, rng)
         return _View(window, v.clutter, size, angle, v.mirror, v.stretch, centre, v.roles,
                      v.occluder, light)
 
@@ -319,6 +313,22 @@ def _occlude(img: np.ndarray, bbox: tuple[int, ...], occluder: tuple) -> None:
     x0, y0, x1, y1 = [(x0, y0, x0 + dx, y1), (x1 - dx, y0, x1, y1), (x0, y0, x1, y0 + dy),
                       (x0, y1 - dy, x1, y1)][side]
     cv2.rectangle(img, (x0 - 4, y0 - 4), (x1 + 4, y1 + 4), colour, -1, cv2.LINE_AA)
+
+
+def _light(lighting: str, rng: np.random.Generator) -> np.ndarray:
+    """A view's light: day: RGB gains; dim: (intensity, ., .); night: (offset, contrast, 0)."""
+    if lighting == "day":
+        return rng.uniform(0.9, 1.1) * rng.uniform(0.95, 1.05, 3)
+    if lighting == "dim":
+        return np.full(3, rng.uniform(0.3, 0.42))
+    return np.array([rng.uniform(80, 105), rng.uniform(0.5, 0.62), 0.0])
+
+
+def _flicker(light: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The light one frame later: about 1 % flicker (night's third entry stays 0)."""
+    if light[2]:
+        return light * (1 + rng.normal(0, 0.01, 3))
+    return light * np.array([1 + rng.normal(0, 0.01), 1 + rng.normal(0, 0.01), 0.0])
 
 
 def _camera(img: np.ndarray, sc: Scenario, light: np.ndarray,

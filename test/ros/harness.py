@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import rclpy
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile
 
 from etuner_ros.ros.executor import QueueAwareExecutor
@@ -70,6 +72,44 @@ class Probe:
         self.node.destroy_node()
         rclpy.shutdown(context=self.context)
         self._thread.join(timeout=5.0)
+
+
+class Nodes:
+    """The system under test in this process: nodes on an rclpy context of their own, spun by a
+    background executor (as bringup runs them); a Probe lives on another context, so every
+    message between them crosses DDS."""
+
+    def __init__(self, namespace: str = "") -> None:
+        self.namespace = namespace
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.nodes: list[Node] = []
+        self.errors: list[Exception] = []  # exceptions out of spin
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        try:
+            self.executor.spin()
+        except Exception as exc:  # a node callback raised: fail the test in close()
+            self.errors.append(exc)
+
+    def add(self, factory: Any, **params: Any) -> Any:
+        node = factory(context=self.context, namespace=self.namespace,
+                       parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+        self.nodes.append(node)
+        self.executor.add_node(node)
+        return node
+
+    def close(self) -> None:
+        """Stop spinning first, then destroy: a node must not vanish under a running spin."""
+        self.executor.shutdown(timeout_sec=2.0)
+        self._thread.join(timeout=5.0)
+        for node in self.nodes:
+            node.destroy_node()
+        rclpy.shutdown(context=self.context)
+        assert not self.errors, f"a node callback raised: {self.errors!r}"
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:

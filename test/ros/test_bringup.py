@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import rclpy
 import yaml
 
@@ -61,3 +62,31 @@ def test_missing_checkpoint_is_a_clear_error_not_a_crash(tmp_path):
             raise AssertionError("an empty checkpoint must be refused")
     finally:
         rclpy.shutdown(context=ctx)
+
+
+def _override_doc(args: list[str]) -> dict:
+    files = [args[i + 1] for i, a in enumerate(args) if a == "--params-file"]
+    with open(files[-1]) as f:
+        return yaml.safe_load(f)
+
+
+def test_world_rooms_sets_the_camera_world_and_perception_region_source():
+    args = ros_args(parser().parse_args(["--sim", "--world", "rooms"]))
+    doc = _override_doc(args)
+    assert doc["/**/sim_camera"]["ros__parameters"] == {"world": "rooms"}
+    assert doc["/**/perception"]["ros__parameters"] == {"region_source": "topic"}
+    assert not any(a.startswith("perception:regions") for a in args)  # sim_detector's topic
+    plain = ros_args(parser().parse_args(["--sim", "--data-dir", "/d"]))
+    assert "/**/sim_camera" not in _override_doc(plain)  # objects: the config file's world
+    remapped = ros_args(parser().parse_args(["--sim", "--world", "rooms",
+                                             "--regions-topic", "/det/boxes"]))
+    assert {"perception:regions:=/det/boxes", "sim_detector:regions:=/det/boxes"} <= set(
+        remapped)
+
+
+def test_world_rooms_needs_sim(capsys):
+    from etuner_ros.bringup import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--world", "rooms"])
+    assert exc.value.code == 2 and "--sim" in capsys.readouterr().err

@@ -38,10 +38,11 @@ def nodes(tmp_path_factory):
     from etuner_ros.nodes.perception_node import PerceptionNode
     from etuner_ros.nodes.sim_camera_node import SimCameraNode
     from etuner_ros.nodes.sim_caregiver_node import SimCaregiverNode
+    from etuner_ros.nodes.sim_detector_node import SimDetectorNode
     from etuner_ros.nodes.tuner_node import TunerNode
 
     built = [cls(context=ctx) for cls in (PerceptionNode, LabelCollectorNode, TunerNode,
-                                          SimCameraNode, SimCaregiverNode)]
+                                          SimCameraNode, SimCaregiverNode, SimDetectorNode)]
     from etuner_ros.core.bag import write_bag
     from etuner_ros.nodes.bag_player_node import BagPlayerNode
 

@@ -19,10 +19,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-import rclpy
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 from std_msgs.msg import Bool, Header
@@ -37,45 +35,11 @@ from etuner_ros.ros.qos import image_qos, latched_qos, reliable_qos
 from etuner_ros.sim.caregiver import Caregiver
 from etuner_ros.sim.world import SyntheticWorld
 
-from harness import Probe, _installed, wait_for
+from harness import Nodes, Probe, _installed, wait_for
 
 FPS, PER_SCENARIO, SCENARIOS = 30.0, 6, 7
 FAST = {"fps": FPS, "frames_per_scenario": PER_SCENARIO, "seed": 3}  # 42 frames, 1.4 s
 NS = f"/sim_test_{os.getpid()}"  # a namespace of our own: other runs' sim nodes stay out
-
-
-class Nodes:
-    """The system under test: nodes on their own context, spun in a background thread."""
-
-    def __init__(self) -> None:
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.nodes, self.errors = [], []  # created nodes, exceptions out of spin
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        try:
-            self.executor.spin()
-        except Exception as exc:  # a node callback raised: fail the test in close()
-            self.errors.append(exc)
-
-    def add(self, factory: Any, **params: Any) -> Any:
-        node = factory(context=self.context, namespace=NS,
-                       parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
-        self.nodes.append(node)
-        self.executor.add_node(node)
-        return node
-
-    def close(self) -> None:
-        """Stop spinning first, then destroy: a node must not vanish under a running spin."""
-        self.executor.shutdown(timeout_sec=2.0)
-        self._thread.join(timeout=5.0)
-        for node in self.nodes:
-            node.destroy_node()
-        rclpy.shutdown(context=self.context)
-        assert not self.errors, f"a node callback raised: {self.errors!r}"
 
 
 @pytest.fixture
@@ -86,7 +50,7 @@ def probe() -> Iterator[Probe]:
 
 @pytest.fixture
 def sut() -> Iterator[Nodes]:
-    yield (n := Nodes())
+    yield (n := Nodes(NS))
     n.close()
 
 

@@ -187,3 +187,42 @@ def test_benchmark_refuses_a_bag_without_labels(tmp_path, capsys):
     assert "cannot score accuracy on this bag: it has no LabelCorrection topic" in err
     assert "8 frames" in err and "etuner_ros.core.bag export" in err
     assert not (tmp_path / "o" / "results.json").exists()
+
+
+def test_region_of_a_correction_round_trips_and_old_bags_name_none(tmp_path):
+    from rosbags.rosbag2 import Writer
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    items, _ = world_frames(2)
+    s = items[0][1]
+    path = bag.write_bag(tmp_path / "b", items, [(items[0][0] + 1, s, "cup", False),
+                                                 (items[0][0] + 2, s, "book", False,
+                                                  (4, 5, 20, 10)),
+                                                 (items[0][0] + 3, s, "mug", True, None, 2)])
+    with bag.BagSource(path) as src:
+        got = [r.correction for r in src.records() if r.correction is not None]
+    assert [(c.true_class, c.box, c.detection_index) for c in got] == [
+        ("cup", None, -1), ("book", (4, 5, 20, 10), -1), ("mug", None, 2)]
+    # A bag recorded before LabelCorrection had detection_index carries its own definition.
+    text = "\n".join(line for line in (bag.msg_dirs()[0] / "LabelCorrection.msg").read_text()
+                     .splitlines() if not line.startswith("int32 detection_index"))
+    old = get_typestore(Stores.ROS2_JAZZY)
+    old.register(get_types_from_msg(text, bag.CORRECTION))
+    T = old.types
+    assert "detection_index" not in [f[0] for f in old.fielddefs[bag.CORRECTION][1]]
+    msg = T[bag.CORRECTION](
+        header=T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=1, nanosec=0),
+                                        frame_id="f"), true_class="cup", has_box=True,
+        box=T["sensor_msgs/msg/RegionOfInterest"](x_offset=1, y_offset=2, height=3, width=4,
+                                                  do_rectify=False), source="", confirms=False)
+    with Writer(tmp_path / "old", version=9) as w:
+        cam = w.add_connection("/cam", bag.IMAGE, typestore=old)
+        conn = w.add_connection("/corrections", bag.CORRECTION, typestore=old)
+        img = items[0][2]
+        w.write(cam, 1, bytes(old.serialize_cdr(T[bag.IMAGE](
+            header=msg.header, height=img.shape[0], width=img.shape[1], encoding="rgb8",
+            is_bigendian=0, step=img.shape[1] * 3, data=img.reshape(-1)), bag.IMAGE)))
+        w.write(conn, 2, bytes(old.serialize_cdr(msg, bag.CORRECTION)))
+    with bag.BagSource(tmp_path / "old") as src:
+        [c] = [r.correction for r in src.records() if r.correction is not None]
+    assert (c.true_class, c.box, c.detection_index) == ("cup", (1, 2, 4, 3), -1)

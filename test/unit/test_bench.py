@@ -12,7 +12,7 @@ from etuner_ros.bench.__main__ import main
 from etuner_ros.bench.aggregate import aggregate, gap_closed
 from etuner_ros.bench.clock import DEVICE_FLOPS_PER_S, ROUND_FIXED_S, round_seconds
 from etuner_ros.bench.config import quick_config
-from etuner_ros.bench.runner import run_policy
+from etuner_ros.bench.runner import _ticks, run_policy
 from etuner_ros.bench.suite import load_stream, prepare_start
 from etuner_ros.core.checkpoint import load_checkpoint
 from etuner_ros.core.policies import POLICY_NAMES
@@ -126,3 +126,24 @@ def test_round_seconds_is_work_at_the_device_speed():
     assert round_seconds(2 * DEVICE_FLOPS_PER_S) == pytest.approx(2.0 + ROUND_FIXED_S)
     with pytest.raises(ValueError):
         round_seconds(-1.0)
+
+
+def test_quick_rooms_scores_regions(tmp_path):
+    """``--stream rooms``: every item is a detected object's crop, scored per region; items
+    of one room frame share its time on the stream clock."""
+    out = tmp_path / "out"
+    assert main(["--quick", "--quiet", "--stream", "rooms", "--seed", "0", "--jobs", "2",
+                 "--out", str(out), "--data-dir", str(tmp_path / "cache")]) == 0
+    res = check_results(out)
+    d = res["stream"]["description"]
+    assert d["source"] == "rooms" and d["regions"] == res["stream"]["frames"]
+    assert res["stream"]["frames"] > d["room_frames"]  # several objects a frame
+    stream = load_stream("rooms", quick_config(0))
+    pos = [f.frame_index for f in stream.frames]
+    assert pos == sorted(pos) and len(set(pos)) < len(pos)
+    assert all(f.label in stream.class_names for f in stream.frames)
+
+
+def test_ticks_group_items_by_the_frames_of_one_poll():
+    assert list(_ticks(list(range(10)), 4)) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert list(_ticks([0, 0, 1, 3, 4, 4, 9], 4)) == [[0, 1, 2, 3], [4, 5], [6]]

@@ -64,7 +64,7 @@ def test_executables_are_installed() -> None:
     nodes = _our_nodes()
     executables = {n["executable"] for n in nodes}
     assert executables == {"perception_node", "label_collector_node", "tuner_node",
-                           "sim_camera", "sim_caregiver"}
+                           "sim_camera", "sim_caregiver", "sim_detector"}
     missing = executables - _installed_programs()
     assert not missing, f"not in CMakeLists.txt install(PROGRAMS bin/...): {sorted(missing)}"
     for exe in executables:
@@ -75,7 +75,8 @@ def test_node_names_have_config_sections() -> None:
     config = yaml.safe_load((REPO / "config" / "etuner.yaml").read_text())
     sections = {key.rsplit("/", 1)[-1] for key in config}
     names = {n["name"] for n in _our_nodes()}
-    assert names == {"perception", "label_collector", "tuner", "sim_camera", "sim_caregiver"}
+    assert names == {"perception", "label_collector", "tuner", "sim_camera", "sim_caregiver",
+                     "sim_detector"}
     missing = names - sections
     assert not missing, f"no section in config/etuner.yaml for node(s) {sorted(missing)}"
     for name in names:
@@ -85,8 +86,8 @@ def test_node_names_have_config_sections() -> None:
 
 def test_launch_arguments() -> None:
     args = _launch_arguments()
-    assert set(args) == {"namespace", "image_topic", "config", "sim", "policy", "checkpoint",
-                         "use_sim_time", "rviz"}
+    assert set(args) == {"namespace", "image_topic", "config", "sim", "world", "policy",
+                         "checkpoint", "regions_topic", "region_message", "use_sim_time", "rviz"}
     readme = REPO / "README.md"
     if not readme.exists():
         pytest.skip("README.md missing: launch-argument documentation not checked")
@@ -157,6 +158,9 @@ def _remaps(call: ast.Call) -> list[tuple[str, str]]:
         return []
     if isinstance(value, ast.Name):
         value = _assignments()[value.id]
+    if isinstance(value, ast.Call) and getattr(value.func, "id", None) == "list" \
+            and len(value.args) == 1 and isinstance(value.args[0], ast.Name):
+        value = _assignments()[value.args[0].id]  # list(image_remap): a copy, appended to later
     assert isinstance(value, ast.List), ast.dump(value)
     pairs = []
     for elt in value.elts:

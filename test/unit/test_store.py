@@ -120,7 +120,7 @@ def test_two_stores_and_threads_share_one_db(tmp_path: Path) -> None:
 
 def test_schema_version_recorded(store: SampleStore) -> None:
     con = sqlite3.connect(store.path)
-    assert con.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+    assert con.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
     SampleStore(store.path).close()  # reopening does not add a second row
     assert con.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == 1
 
@@ -279,4 +279,106 @@ def test_schema_v1_store_is_migrated_and_bad_names_quarantined(tmp_path: Path) -
         assert s.accepted_classes() == {"book", "cup"}
     con = sqlite3.connect(path)
     assert con.execute("SELECT COUNT(*) FROM quarantined").fetchone()[0] == 3
-    assert con.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] == 2
+    assert con.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] == 3
+
+
+# --- regions (schema 3) -----------------------------------------------------------------------
+def test_region_is_stored_and_last_correction_wins_per_region(store: SampleStore) -> None:
+    known = {"cup", "book"}
+    a, b = (1, 2, 10, 12), (20, 2, 8, 8)
+    outs = store.add_corrections([_c("cup", 30, 1, box=a, detection_index=0),
+                                  _c("book", 30, 2, box=b, detection_index=1)], VOTES3, known)
+    assert [(o.state, o.superseded) for o in outs] == [("stored", 0), ("stored", 0)]
+    [o] = store.add_corrections([_c("book", 30, 3, box=a, detection_index=0)], VOTES3, known)
+    assert o.superseded == 1  # the same region again: replaces the first, not the other region
+    got = sorted(store.labelled_since(0), key=lambda x: x.box)
+    assert [(x.label, x.box, x.detection_index, int(x.image[0, 0, 0])) for x in got] == [
+        ("book", a, 0, 3), ("book", b, 1, 2)]
+    # a frame-level correction (no box) is a region of its own: it replaces no boxed sample
+    [o] = store.add_corrections([_c("cup", 30)], VOTES3, known)
+    assert o.superseded == 0 and store.count_labelled() == 3
+    assert store.labelled_since(o.id - 1)[0].box is None
+
+
+def test_region_survives_hold_and_release_and_bad_regions_are_bad_samples(
+        store: SampleStore) -> None:
+    [h] = store.add_corrections([_c("walker", 40, box=(0, 0, 3, 3), detection_index=2)], VOTES3)
+    assert h.state == "held" and store.held()[0].box == (0, 0, 3, 3)
+    [new] = store.accept_classes(["walker"], "model")
+    [s] = store.labelled_since(0)
+    assert (s.id, s.box, s.detection_index) == (new, (0, 0, 3, 3), 2)
+    bad = [_c("cup", 41, box=(0, 0, 0, 3)), _c("cup", 42, box=(-1, 0, 3, 3)),
+           _c("cup", 43, box=(0, 0, 3)), _c("cup", 44, box=(0, 0, 3.5, 3)),
+           _c("cup", 45, box=(0, 0, 3, 3), detection_index=-1)]
+    outs = store.add_corrections(bad, VOTES3, known={"cup"})
+    assert all(o.state == "rejected" and o.reason.startswith("bad_sample") for o in outs)
+
+
+def test_held_bound_counts_other_regions_of_the_same_frame(store: SampleStore) -> None:
+    outs = store.add_corrections([_c(f"new{i}", 50, box=(i, 0, 2, 2)) for i in range(3)],
+                                 VOTES3, max_held=2)
+    assert [o.state for o in outs] == ["held", "held", "rejected"]
+    [o] = store.add_corrections([_c("new9", 50, box=(1, 0, 2, 2))], VOTES3, max_held=2)
+    assert (o.state, o.superseded) == ("held", 1)  # replaces one: the bound is not exceeded
+
+
+# The file format of version 2 (before regions), as robots in the field have it on disk.
+V2_SCHEMA = """
+CREATE TABLE schema_version (version INTEGER NOT NULL);
+CREATE TABLE labelled (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, image BLOB NOT NULL, label TEXT NOT NULL,
+    stamp_ns INTEGER NOT NULL, predicted TEXT, model_version INTEGER,
+    confirms INTEGER NOT NULL DEFAULT 0, source TEXT NOT NULL DEFAULT '',
+    scenario TEXT NOT NULL DEFAULT '');
+CREATE TABLE unlabelled (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, image BLOB NOT NULL, stamp_ns INTEGER NOT NULL,
+    scenario TEXT NOT NULL DEFAULT '', slot INTEGER NOT NULL UNIQUE);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE held (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, image BLOB NOT NULL, label TEXT NOT NULL,
+    stamp_ns INTEGER NOT NULL, predicted TEXT, model_version INTEGER,
+    confirms INTEGER NOT NULL DEFAULT 0, source TEXT NOT NULL DEFAULT '',
+    scenario TEXT NOT NULL DEFAULT '');
+CREATE TABLE classes (name TEXT PRIMARY KEY, reason TEXT NOT NULL DEFAULT '');
+CREATE TABLE quarantined (
+    id INTEGER PRIMARY KEY, image BLOB NOT NULL, label TEXT NOT NULL, stamp_ns INTEGER NOT NULL,
+    predicted TEXT, model_version INTEGER, confirms INTEGER NOT NULL DEFAULT 0,
+    source TEXT NOT NULL DEFAULT '', scenario TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL);
+CREATE INDEX labelled_stamp ON labelled (stamp_ns);
+CREATE INDEX held_stamp ON held (stamp_ns);
+CREATE INDEX held_label ON held (label, stamp_ns);
+INSERT INTO schema_version VALUES (2);
+"""
+
+
+def test_schema_v2_store_opens_upgraded_with_its_samples_intact(tmp_path: Path) -> None:
+    import cv2
+
+    path = tmp_path / "v2.db"
+    img = _img(np.random.default_rng(6), 6, 8)
+    png = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))[1].tobytes()
+    con = sqlite3.connect(path)
+    con.executescript(V2_SCHEMA)
+    con.execute("INSERT INTO labelled (image, label, stamp_ns, predicted, model_version) "
+                "VALUES (?, 'cup', 7, 'mug', 3)", (png,))
+    con.execute("INSERT INTO held (image, label, stamp_ns) VALUES (?, 'walker', 8)", (png,))
+    con.execute("INSERT INTO classes VALUES ('cup', 'model')")
+    con.commit()
+    con.close()
+    with SampleStore(path) as s:  # two openers: the upgrade runs once
+        SampleStore(path).close()
+        [old] = s.labelled_since(0)
+        assert (old.label, old.stamp_ns, old.predicted, old.model_version, old.box,
+                old.detection_index) == ("cup", 7, "mug", 3, None, None)
+        np.testing.assert_array_equal(old.image, img)
+        assert s.held()[0].box is None
+        # a whole-frame correction of the old frame still supersedes its old sample
+        [o] = s.add_corrections([_c("book", 7)], VOTES3, known={"book"})
+        assert o.superseded == 1
+        [o] = s.add_corrections([_c("cup", 9, box=(1, 1, 2, 2), detection_index=0)], VOTES3)
+        assert o.state == "stored" and s.labelled_since(o.id - 1)[0].box == (1, 1, 2, 2)
+        assert s.accept_classes(["walker"], "model")  # held rows move with their columns
+    con = sqlite3.connect(path)
+    assert [r[0] for r in con.execute("SELECT version FROM schema_version ORDER BY version")] \
+        == [2, 3]
+    con.close()
