@@ -87,6 +87,13 @@ def save_checkpoint(path: str | os.PathLike[str], bundle: ModelBundle,
         "state_dict": {k: v.detach().cpu().clone() for k, v in bundle.model.state_dict().items()},
         "extra": dict(extra or {}),
     }
+    return atomic_save(path, payload)
+
+
+def atomic_save(path: Path, payload: dict) -> Path:
+    """``torch.save`` to a temporary file in the same folder, fsync, rename over ``path``,
+    fsync the folder: a reader (perception swapping weights, a restart) sees the old file or
+    the whole new one, never half of it, even after a power cut."""
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     tmp = Path(tmp_name)
     try:

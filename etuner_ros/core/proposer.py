@@ -23,9 +23,7 @@ exception type (ProposerCheckpointError, a CheckpointError) whose message names 
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -39,7 +37,7 @@ from torchvision.models.detection.ssd import SSD
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import nms
 
-from etuner_ros.core.checkpoint import MAX_FILE_BYTES, CheckpointError, _fsync_dir, _one_line
+from etuner_ros.core.checkpoint import MAX_FILE_BYTES, CheckpointError, _one_line, atomic_save
 
 FORMAT = "etuner_ros/proposer/1"
 ARCH = "ssdlite320_mobilenet_v3_large"
@@ -218,20 +216,7 @@ def save_proposer(path: str | os.PathLike[str], model: SSD,
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "meta": dict(meta or {}),
     }
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    _fsync_dir(path.parent)
-    return path
+    return atomic_save(path, payload)
 
 
 def _fail(path: Path, why: str) -> ProposerCheckpointError:
