@@ -39,7 +39,7 @@ from etuner_ros.core.regions import classify_regions
 from etuner_ros.core.registry import load_start_model
 from etuner_ros.core.text import printable
 from etuner_ros.msg import Detection, DetectionArray, ModelInfo
-from etuner_ros.ros.diagnostics import OK, WARN, Diagnostics
+from etuner_ros.ros.diagnostics import Diagnostics
 from etuner_ros.ros.frame_loss import FrameLoss
 from etuner_ros.ros.guard import CallbackGuard
 from etuner_ros.ros.image import (
@@ -49,6 +49,7 @@ from etuner_ros.ros.image import (
     rgb_to_image,
 )
 from etuner_ros.ros.params import ParameterError, declare
+from etuner_ros.ros.perception_status import PerceptionState, verdict
 from etuner_ros.ros.qos import RELIABILITY_CHOICES, image_qos, latched_qos, reliable_qos
 from etuner_ros.ros.region_feed import RegionFeed
 from etuner_ros.ros.region_input import Region
@@ -405,27 +406,18 @@ class PerceptionNode(LifecycleNode):
                       "regions": self.regions, "forward_passes": self.forwards,
                       **self.feed.values(),
                       "last_error": self.last_error, **self._guard.values()}
-        if self._bundle is None:
-            return WARN, f"not configured {self.last_error}".strip(), values
-        if self._sub is None:
-            return WARN, f"inactive (model v{self.version} loaded)", values
-        if quiet >= self.no_frames_warn_s:
-            return WARN, f"no frames for {quiet:.0f} s", values
-        if self.frames == 0:
-            return WARN, "no frames received yet", values
-        if lost_now:
+        state = PerceptionState(
+            self._bundle is not None, self._sub is not None, self.version, quiet,
+            self.no_frames_warn_s, self.frames, lost_now, seen_now, self._guard.total(),
+            str(values.get("last_failure", "")), self.bad_frames, self.last_error,
+            self.swaps_failed)
+        level, message = verdict(state)
+        if state.lost_now and " lost " in message:
             self.get_logger().warn(
                 f"{lost_now} of {seen_now} camera frames lost before inference in the last "
                 "period (best-effort drops: transport settings or a full queue)",
                 throttle_duration_sec=10.0)
-            return WARN, f"serving v{self.version}; lost {lost_now} of {seen_now} frames", \
-                values
-        if self._guard.total():
-            return WARN, f"serving v{self.version}; callback failures: " \
-                         f"{values.get('last_failure', '')}", values
-        if self.bad_frames and self.last_error:
-            return WARN, f"some frames dropped: {self.last_error}", values
-        return (OK if self.swaps_failed == 0 else WARN), f"serving v{self.version}", values
+        return level, message, values
 
 
 def main(args: list[str] | None = None) -> int:
