@@ -90,6 +90,26 @@ def save_checkpoint(path: str | os.PathLike[str], bundle: ModelBundle,
     return atomic_save(path, payload)
 
 
+def state_problem(state: dict, expected: dict, arch: str) -> str | None:
+    """Why ``state`` cannot load into a model whose ``state_dict()`` is ``expected`` (keys,
+    shapes, dtypes, finite values), or None: checked before ``load_state_dict`` so a bad file
+    gets one clear sentence, not torch's page of mismatches."""
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        return (f"state_dict keys do not match {arch}: {len(missing)} missing "
+                f"(e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]})")
+    for key, tensor in state.items():
+        if tuple(tensor.shape) != tuple(expected[key].shape):
+            return (f"shape of {key} is {tuple(tensor.shape)}, {arch} needs "
+                    f"{tuple(expected[key].shape)}")
+        if tensor.dtype != expected[key].dtype:
+            return f"dtype of {key} is {tensor.dtype}, {arch} needs {expected[key].dtype}"
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return f"non-finite values (NaN/Inf) in {key}"
+    return None
+
+
 def atomic_save(path: Path, payload: dict) -> Path:
     """``torch.save`` to a temporary file in the same folder, fsync, rename over ``path``,
     fsync the folder: a reader (perception swapping weights, a restart) sees the old file or
@@ -199,20 +219,9 @@ def load_checkpoint(path: str | os.PathLike[str], expected_arch: str | None = No
             raise _fail(path, f"non-finite values (NaN/Inf) in {key}")
 
     model = build_model(arch, len(names))
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise _fail(path, f"state_dict keys do not match {arch}: {len(missing)} missing "
-                          f"(e.g. {missing[:2]}), {len(unexpected)} unexpected "
-                          f"(e.g. {unexpected[:2]})")
-    for key, tensor in state.items():
-        if tuple(tensor.shape) != tuple(expected[key].shape):
-            raise _fail(path, f"shape of {key} is {tuple(tensor.shape)}, {arch} needs "
-                              f"{tuple(expected[key].shape)}")
-        if tensor.dtype != expected[key].dtype:
-            raise _fail(path, f"dtype of {key} is {tensor.dtype}, {arch} needs "
-                              f"{expected[key].dtype}")
+    why = state_problem(state, model.state_dict(), arch)
+    if why:
+        raise _fail(path, why)
     model.load_state_dict(state, strict=True)
     model.eval()
     return ModelBundle(model, arch, list(names), version, input_size)

@@ -37,7 +37,13 @@ from torchvision.models.detection.ssd import SSD
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import nms
 
-from etuner_ros.core.checkpoint import MAX_FILE_BYTES, CheckpointError, _one_line, atomic_save
+from etuner_ros.core.checkpoint import (
+    MAX_FILE_BYTES,
+    CheckpointError,
+    _one_line,
+    atomic_save,
+    state_problem,
+)
 
 FORMAT = "etuner_ros/proposer/1"
 ARCH = "ssdlite320_mobilenet_v3_large"
@@ -228,22 +234,9 @@ def _check_state(path: Path, state: object, model: nn.Module) -> dict[str, torch
     if not isinstance(state, dict) or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise _fail(path, "state_dict missing or not a dict of named tensors")
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise _fail(path, f"state_dict keys do not match {ARCH}: {len(missing)} missing "
-                          f"(e.g. {missing[:2]}), {len(unexpected)} unexpected "
-                          f"(e.g. {unexpected[:2]})")
-    for key, tensor in state.items():
-        if tuple(tensor.shape) != tuple(expected[key].shape):
-            raise _fail(path, f"shape of {key} is {tuple(tensor.shape)}, {ARCH} with these "
-                              f"classes needs {tuple(expected[key].shape)}")
-        if tensor.dtype != expected[key].dtype:
-            raise _fail(path, f"dtype of {key} is {tensor.dtype}, {ARCH} needs "
-                              f"{expected[key].dtype}")
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise _fail(path, f"non-finite values (NaN/Inf) in {key}")
+    why = state_problem(state, model.state_dict(), ARCH)
+    if why:
+        raise _fail(path, why)
     return state
 
 
