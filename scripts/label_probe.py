@@ -24,6 +24,20 @@ the labelled object is still in view (a robot looks at one object for 1-4 s); no
     . scripts/env.sh && python scripts/label_probe.py timing --seed 100 --offsets 10,18
     . scripts/env.sh && python scripts/label_probe.py heads --seed 100
     . scripts/env.sh && python scripts/label_probe.py heads --seed 100 --delay 0
+    . scripts/env.sh && python scripts/label_probe.py ceiling --seed 100
+
+``ceiling``: could *any* round on the labels so far do better, with compute unlimited? At the middle
+of each scenario after the first, the starting model is fine-tuned on ``--core`` frames of its
+own training data plus every label the caregiver gave before that moment (the labels the
+``hindsight`` reference uses, cut at the midpoint), ``--epochs`` epochs of Adam at ``--lr`` with
+BatchNorm in training mode, then BN statistics re-estimated over that training set (the
+hindsight recipe, from the starting model instead of from scratch). Scored on the scenario's
+second half beside the starting model, shallow AdaBN (the engine's ``adabn_depth`` front groups
+on the ``adabn_frames`` frames before the midpoint), the fine-tuned model with the same AdaBN,
+and ``round``: the engine's own training round (``train_round`` with the default ``TrainConfig``,
+no gate) on that AdaBN model, given the scenario's labels so far and a class-balanced replay of
+the earlier ones, as a well-timed ``etuner`` round would be.
+Each half-scenario shows about five objects, so single cells move in steps of ~20 points.
 
 (From a source checkout without ``install/``: ``PYTHONPATH=. python scripts/label_probe.py``.)
 """
@@ -31,6 +45,7 @@ the labelled object is still in view (a robot looks at one object for 1-4 s); no
 from __future__ import annotations
 
 import argparse
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -327,15 +342,106 @@ def heads(seed: int, delay: float) -> None:
             print(row(f"{feats} {label}", correct, scen), flush=True)
 
 
+def recalibrate(model: torch.nn.Module, x: torch.Tensor) -> None:
+    """BN running statistics set to exactly those of ``x`` (one batch), eval mode after."""
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    with torch.no_grad():
+        model(x)
+    for m in bns:
+        m.momentum = 0.01
+    model.eval()
+
+
+def ceiling(seed: int, core: int, epochs: int, lr: float) -> None:
+    from etuner_ros.bench.hindsight import caregiver_labels
+    from etuner_ros.bench.suite import start_data
+    from etuner_ros.core.trainer import class_balanced_sample, train_round
+
+    cfg, stream, start = load(seed)
+    frames, names = list(stream.frames), list(stream.class_names)
+    scen = np.array([f.scenario for f in frames])
+    x = preprocess([f.image for f in frames], start.input_size)
+    y = torch.tensor([names.index(f.label) for f in frames])
+    labelled = np.array(caregiver_labels(stream, start, cfg))
+    data = start_data("synthetic", stream, cfg)
+    pick = np.random.default_rng(seed).choice(len(data), min(core, len(data)), replace=False)
+    cx = preprocess([data[i].image for i in pick], start.input_size)
+    cy = torch.tensor([names.index(data[i].label) for i in pick])
+    base = start.clone()
+    base.ensure_classes(names)
+    tc = cfg.tuner
+    batch = round(cfg.label_period_s * cfg.fps)  # labels leave in batches: one batch of delay
+
+    def score(model: torch.nn.Module, idx: np.ndarray) -> float:
+        model.eval()
+        with torch.no_grad():
+            return float((model(x[idx]).argmax(1) == y[idx]).float().mean()) * 100
+
+    def adapted(bundle: ModelBundle, recent: torch.Tensor) -> ModelBundle:
+        out = bundle.clone()
+        adapt_bn_front(out, recent, 1.0, tc.adabn_depth)
+        return out
+
+    print(f"seed {seed}: second half of each scenario; fine-tuned on {len(pick)} starting "
+          f"frames + the labels before the midpoint, {epochs} epochs, lr {lr:g}")
+    print(f"{'scenario':22s} {'labels':>6s} {'in it':>5s} | {'start':>5s} {'adabn':>5s} "
+          f"{'tuned':>5s} {'t+ada':>5s} {'round':>5s}")
+    rows = []
+    for s in list(dict.fromkeys(scen.tolist()))[1:]:
+        ids = np.nonzero(scen == s)[0]
+        cut = int(ids[0] + len(ids) // 2)
+        test = np.arange(cut, ids[-1] + 1)
+        have = labelled[labelled < cut - batch]
+        recent = x[max(int(ids[0]), cut - tc.adabn_frames):cut]
+        torch.manual_seed(seed * 1000 + int(ids[0]))  # each row alone reproduces its numbers
+        tuned = base.clone()
+        model = tuned.model
+        tx, ty = torch.cat([cx, x[have]]), torch.cat([cy, y[have]])
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        model.train()
+        for _ in range(epochs):
+            order = torch.randperm(tx.shape[0])
+            for j in range(0, tx.shape[0], 32):
+                idx = order[j:j + 32]
+                if len(idx) > 1:
+                    loss = cross_entropy(model(tx[idx]), ty[idx])
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+        recalibrate(model, tx)
+        ada = adapted(base, recent)
+        new, old = have[have >= ids[0]], have[have < ids[0]]
+        rep = old[class_balanced_sample([names[int(y[i])] for i in old], tc.train.replay_size,
+                                        random.Random(seed))] if len(old) else old
+        both = np.concatenate([new, rep]).astype(int)
+        engine = train_round(ada, names, x[both], y[both], torch.ones(len(both)), x[:0], y[:0],
+                             0, tc.train, candidate=ada.clone()).candidate
+        r = [score(base.model, test), score(ada.model, test), score(model, test),
+             score(adapted(tuned, recent).model, test), score(engine.model, test)]
+        rows.append(r)
+        print(f"{s:22s} {len(have):6d} {int((have >= ids[0]).sum()):5d} | "
+              + " ".join(f"{v:5.1f}" for v in r), flush=True)
+    m = np.mean(rows, axis=0)
+    print(f"{'mean':22s} {'':6s} {'':5s} | " + " ".join(f"{v:5.1f}" for v in m))
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=("timing", "heads"))
+    p.add_argument("what", choices=("timing", "heads", "ceiling"))
     p.add_argument("--seed", type=int, default=100, help="a DEV seed (test seeds are refused)")
     p.add_argument("--offsets", default="10,18",
                    help="timing: seconds after each scenario's start at which rounds run")
     p.add_argument("--epochs", type=int, default=None, help="timing: TrainConfig.epochs")
     p.add_argument("--delay", type=float, default=1.0,
                    help="heads: seconds from a label batch leaving to its use")
+    p.add_argument("--core", type=int, default=400,
+                   help="ceiling: starting-data frames replayed beside the labels")
+    p.add_argument("--ceiling-epochs", type=int, default=6, help="ceiling: epochs")
+    p.add_argument("--lr", type=float, default=1e-3, help="ceiling: Adam learning rate")
     a = p.parse_args()
     if a.seed in TEST_SEEDS:
         p.error(f"seed {a.seed} is a test seed {TEST_SEEDS}: probes run on DEV seeds only, so "
@@ -343,8 +449,10 @@ def main() -> int:
     torch.set_num_threads(1)
     if a.what == "timing":
         timing(a.seed, [float(v) for v in a.offsets.split(",")], a.epochs)
-    else:
+    elif a.what == "heads":
         heads(a.seed, a.delay)
+    else:
+        ceiling(a.seed, a.core, a.ceiling_epochs, a.lr)
     return 0
 
 
