@@ -13,7 +13,7 @@ accepted new value.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from rcl_interfaces.msg import (
@@ -75,7 +75,7 @@ def declare(node: Node, name: str, default: Any, description: str, *,
         desc.floating_point_range = [FloatingPointRange(
             from_value=float(minimum if minimum is not None else -1e300),
             to_value=float(maximum if maximum is not None else 1e300), step=0.0)]
-    rules = _rules(node)
+    rules = _registry(node).rules
     rules[name] = Rule(choices, minimum, maximum)
     try:
         value = node.declare_parameter(name, default, desc).value
@@ -85,34 +85,27 @@ def declare(node: Node, name: str, default: Any, description: str, *,
     if reason:
         raise ParameterError(f"{node.get_name()}: {reason}")
     if on_set is not None:  # registered after the declaration: called for later sets only
-        _setters(node)[name] = on_set
+        _registry(node).setters[name] = on_set
     return value
 
 
-def _rules(node: Node) -> dict[str, Rule]:
-    rules = getattr(node, "_etuner_param_rules", None)
-    if rules is None:
-        rules = {}
-        node._etuner_param_rules = rules  # type: ignore[attr-defined]
-        node.add_on_set_parameters_callback(lambda ps: _on_set(rules, ps))
-    return rules
+@dataclass
+class _Registry:
+    """What :func:`declare` keeps per node: each parameter's rule, and the setters of those the
+    node follows at run time."""
+
+    rules: dict[str, Rule] = field(default_factory=dict)
+    setters: dict[str, Callable[[Any], None]] = field(default_factory=dict)
 
 
-def _setters(node: Node) -> dict[str, Callable[[Any], None]]:
-    setters = getattr(node, "_etuner_param_setters", None)
-    if setters is None:
-        setters = {}
-        node._etuner_param_setters = setters  # type: ignore[attr-defined]
-        node.add_post_set_parameters_callback(lambda ps: _after_set(setters, ps))
-    return setters
-
-
-def _after_set(setters: dict[str, Callable[[Any], None]], params: list[Parameter]) -> None:
-    """rclpy calls this once a set succeeded (every check passed): hand the new values on."""
-    for p in params:
-        setter = setters.get(p.name)
-        if setter is not None:
-            setter(p.value)
+def _registry(node: Node) -> _Registry:
+    reg = getattr(node, "_etuner_params", None)
+    if reg is None:
+        reg = _Registry()
+        node._etuner_params = reg  # type: ignore[attr-defined]
+        node.add_on_set_parameters_callback(lambda ps: _on_set(reg.rules, ps))
+        node.add_post_set_parameters_callback(lambda ps: _after_set(reg.setters, ps))
+    return reg
 
 
 def _on_set(rules: dict[str, Rule], params: list[Parameter]) -> SetParametersResult:
@@ -122,3 +115,11 @@ def _on_set(rules: dict[str, Rule], params: list[Parameter]) -> SetParametersRes
         if reason:
             return SetParametersResult(successful=False, reason=reason)
     return SetParametersResult(successful=True)
+
+
+def _after_set(setters: dict[str, Callable[[Any], None]], params: list[Parameter]) -> None:
+    """rclpy calls this once a set succeeded (every check passed): hand the new values on."""
+    for p in params:
+        setter = setters.get(p.name)
+        if setter is not None:
+            setter(p.value)
