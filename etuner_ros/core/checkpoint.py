@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +143,28 @@ def _fail(path: Path, why: str) -> CheckpointError:
     return CheckpointError(f"checkpoint {path}: {why}")
 
 
+def read_payload(path: Path, max_bytes: int, fmt: str,
+                 fail: Callable[[Path, str], CheckpointError]) -> dict:
+    """The opening every checkpoint loader shares: ``path`` is a file of at most ``max_bytes``,
+    ``torch.load(weights_only=True)`` reads it (no pickled code runs), and it is a dict tagged
+    ``format: fmt``. Anything else raises ``fail(path, why)``, the caller's own
+    CheckpointError (its message names the file and the reason, on one line)."""
+    if not path.is_file():
+        raise fail(path, "file not found")
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise fail(path, f"file is {size / 2**20:.1f} MiB, more than the limit "
+                         f"{max_bytes / 2**20:.0f} MiB")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, random bytes, disallowed pickle: all "corrupt"
+        raise fail(path, f"unreadable or corrupt ({_one_line(exc)})") from exc
+    if not isinstance(data, dict) or data.get("format") != fmt:
+        tag = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise fail(path, f"not an {fmt} checkpoint (format={tag!r})")
+    return data
+
+
 def _check_sizes(path: Path, names: object, version: object, input_size: object) -> None:
     """The limits above, with the offending value and the allowed range in the message."""
     if not (isinstance(names, list) and names and all(isinstance(n, str) and n for n in names)):
@@ -178,20 +200,7 @@ def load_checkpoint(path: str | os.PathLike[str], expected_arch: str | None = No
     end but never drop or reorder them (class ids published downstream would change meaning).
     """
     path = Path(path)
-    if not path.is_file():
-        raise _fail(path, "file not found")
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise _fail(path, f"file is {size / 2**20:.1f} MiB, more than the limit "
-                          f"{max_bytes / 2**20:.0f} MiB")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated zip, random bytes, disallowed pickle: all "corrupt"
-        raise _fail(path, f"unreadable or corrupt ({_one_line(exc)})") from exc
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        fmt = data.get("format") if isinstance(data, dict) else type(data).__name__
-        raise _fail(path, f"not an {FORMAT} checkpoint (format={fmt!r})")
-
+    data = read_payload(path, max_bytes, FORMAT, _fail)
     arch = data.get("arch")
     names = data.get("class_names")
     version = data.get("version")
@@ -229,4 +238,4 @@ def load_checkpoint(path: str | os.PathLike[str], expected_arch: str | None = No
 
 __all__ = ["FORMAT", "MAX_CLASSES", "MAX_CLASS_NAME_CHARS", "MAX_FILE_BYTES", "MAX_INPUT_SIZE",
            "MAX_VERSION", "MIN_INPUT_SIZE", "CheckpointError", "checkpoint_path",
-           "load_checkpoint", "save_checkpoint"]
+           "load_checkpoint", "read_payload", "save_checkpoint"]

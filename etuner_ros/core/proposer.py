@@ -40,8 +40,8 @@ from torchvision.ops import nms
 from etuner_ros.core.checkpoint import (
     MAX_FILE_BYTES,
     CheckpointError,
-    _one_line,
     atomic_save,
+    read_payload,
     state_problem,
 )
 
@@ -249,19 +249,7 @@ def load_proposer(path: str | os.PathLike[str], *, max_bytes: int = MAX_FILE_BYT
     ``score_thresh`` the checkpoint's ``meta["score_thresh"]`` applies when it has one (scores
     are only comparable within one training recipe, so the checkpoint's maker knows best)."""
     path = Path(path)
-    if not path.is_file():
-        raise _fail(path, "file not found")
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise _fail(path, f"file is {size / 2**20:.1f} MiB, more than the limit "
-                          f"{max_bytes / 2**20:.0f} MiB")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated zip, random bytes, disallowed pickle: all "corrupt"
-        raise _fail(path, f"unreadable or corrupt ({_one_line(exc)})") from exc
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        fmt = data.get("format") if isinstance(data, dict) else type(data).__name__
-        raise _fail(path, f"not an {FORMAT} checkpoint (format={fmt!r})")
+    data = read_payload(path, max_bytes, FORMAT, _fail)
     if data.get("arch") != ARCH:
         raise _fail(path, f"unsupported architecture {data.get('arch')!r} (supported: {ARCH})")
     meta = data.get("meta", {})

@@ -1,9 +1,8 @@
 """SQLite sample store shared by the label collector (writer) and the tuner (reader).
 
 WAL mode lets one process write while others read; every thread gets its own connection because
-sqlite3 connections must not be shared across threads. Images are PNG (lossless, compact).
-Unlabelled frames are bounded by reservoir sampling so a robot running for weeks keeps a fixed-size,
-uniform sample of everything it has seen.
+sqlite3 connections must not be shared across threads. Unlabelled frames are bounded by reservoir
+sampling so a robot running for weeks keeps a fixed-size, uniform sample of everything it has seen.
 
 Caregivers' corrections go through :meth:`SampleStore.add_corrections`, which applies, in one
 transaction per batch (one fsync for many corrections):
@@ -22,7 +21,9 @@ transaction per batch (one fsync for many corrections):
 
 ``add_labelled`` stays a raw insert without these rules (tools and tests).
 
-The file format (tables, schema version, upgrade of older files) is ``core/store_schema.py``.
+The file format (tables, schema version, upgrade of older files) is ``core/store_schema.py``;
+the records (``Sample``, ``Correction``, ``Outcome``), a sample's checks and its PNG and row
+encodings are ``core/store_codec.py`` (re-exported here).
 """
 
 from __future__ import annotations
@@ -32,128 +33,31 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from etuner_ros.core.class_names import ACCEPT, HOLD, REJECT, ClassPolicy, normalise_class
-from etuner_ros.core.store_schema import (
-    REGION_COLUMNS,
-    SAMPLE_COLUMNS,
-    SCHEMA,
-    SCHEMA_VERSION,
-    upgrade,
+from etuner_ros.core.store_codec import (
+    LABELLED_COLUMNS,
+    UNLABELLED_COLUMNS,
+    Correction,
+    Outcome,
+    Sample,
+    check_image,
+    check_region,
+    check_stamp,
+    encode_image,
+    sample_from_row,
 )
+from etuner_ros.core.store_schema import REGION_COLUMNS, SCHEMA, SCHEMA_VERSION, upgrade
 
+_LCOLS, _UCOLS = LABELLED_COLUMNS, UNLABELLED_COLUMNS
 _RCOLS = ", ".join(REGION_COLUMNS)
-_LCOLS = f"{SAMPLE_COLUMNS}, {_RCOLS}"
-_UCOLS = "id, image, NULL, stamp_ns, NULL, NULL, 0, '', scenario, NULL, NULL, NULL, NULL, NULL"
 # What moves from ``held`` to ``labelled`` when a class is accepted (all but the id).
 _MOVED = _LCOLS.removeprefix("id, ")
 # The rows a correction of this stamp and box replaces (IS: a NULL box matches a NULL box).
 _SAME_REGION = "stamp_ns = ? AND box_x IS ? AND box_y IS ? AND box_w IS ? AND box_h IS ?"
-
-
-@dataclass
-class Sample:
-    """One stored frame; unlabelled frames have ``label=None``."""
-
-    id: int
-    image: np.ndarray
-    label: str | None
-    stamp_ns: int
-    predicted: str | None = None
-    model_version: int | None = None
-    confirms: bool = False
-    source: str = ""
-    scenario: str = ""
-    box: tuple[int, int, int, int] | None = None  # region shown (x, y, w, h); None: whole frame
-    detection_index: int | None = None  # its index in the DetectionArray; None: none published
-
-
-@dataclass
-class Correction:
-    """A caregiver's label paired with its frame, ready for :meth:`SampleStore.add_corrections`;
-    ``label`` must already be normalised (``core.class_names.normalise_class``). ``image`` is
-    the region's crop and ``box`` the region in the frame (x, y, w, h; it and the stamp name
-    the region a later correction supersedes); ``detection_index`` is informational."""
-
-    image: np.ndarray
-    label: str
-    stamp_ns: int
-    predicted: str | None = None
-    model_version: int | None = None
-    confirms: bool = False
-    source: str = ""
-    scenario: str = ""
-    box: tuple[int, int, int, int] | None = None
-    detection_index: int | None = None
-
-
-@dataclass
-class Outcome:
-    """What became of one correction: ``state`` is ``stored`` (a training sample, id in
-    ``labelled``), ``held`` (id in ``held``, waiting for its class) or ``rejected`` (``reason``).
-    ``superseded``: older samples of the same region (stamp and box) it replaced;
-    ``promoted``: ids in ``labelled`` of held samples released because this correction made
-    their class real."""
-
-    state: str
-    id: int | None = None
-    reason: str = ""
-    superseded: int = 0
-    promoted: list[int] = field(default_factory=list)
-
-
-def _check_image(image: np.ndarray) -> None:
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
-        raise ValueError(f"image must be a uint8 numpy array, got {getattr(image, 'dtype', image)}")
-    if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] < 1 or image.shape[1] < 1:
-        raise ValueError(f"image must be RGB HxWx3, got shape {image.shape}")
-
-
-def _encode(image: np.ndarray) -> bytes:
-    _check_image(image)
-    bgr = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR)
-    ok, buf = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 1])
-    if not ok:
-        raise ValueError("PNG encoding failed")
-    return buf.tobytes()
-
-
-def _decode(blob: bytes) -> np.ndarray:
-    bgr = cv2.imdecode(np.frombuffer(blob, dtype=np.uint8), cv2.IMREAD_COLOR)
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
-def _check_stamp(stamp_ns: int) -> int:
-    if isinstance(stamp_ns, bool) or not isinstance(stamp_ns, (int, np.integer)) or stamp_ns < 0:
-        raise ValueError(f"stamp_ns must be a non-negative int, got {stamp_ns!r}")
-    return int(stamp_ns)
-
-
-def _check_region(box: object, index: object) -> tuple[int, int, int, int] | None:
-    """``box`` as four ints (x, y >= 0; w, h >= 1) or None; ValueError otherwise."""
-    if index is not None and (isinstance(index, bool) or not isinstance(index, (int, np.integer))
-                              or index < 0):
-        raise ValueError(f"detection_index must be a non-negative int or None, got {index!r}")
-    if box is None:
-        return None
-    vals = tuple(box)  # type: ignore[call-overload]
-    if (len(vals) != 4 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer))
-                              for v in vals)
-            or min(vals[:2]) < 0 or min(vals[2:]) < 1):
-        raise ValueError(f"box must be (x, y, w, h) ints, x, y >= 0, w, h >= 1, got {box!r}")
-    return tuple(int(v) for v in vals)  # type: ignore[return-value]
-
-
-def _row(r: tuple) -> Sample:
-    box = None if r[9] is None else (int(r[9]), int(r[10]), int(r[11]), int(r[12]))
-    return Sample(int(r[0]), _decode(r[1]), r[2], int(r[3]), r[4],
-                  None if r[5] is None else int(r[5]), bool(r[6]), r[7], r[8], box,
-                  None if r[13] is None else int(r[13]))
 
 
 class SampleStore:
@@ -216,8 +120,8 @@ class SampleStore:
             raise ValueError(f"predicted must be a string or None, got {predicted!r}")
         if model_version is not None:
             model_version = int(model_version)
-        blob = _encode(image)
-        stamp = _check_stamp(stamp_ns)
+        blob = encode_image(image)
+        stamp = check_stamp(stamp_ns)
         with self._tx() as c:
             cur = c.execute(
                 "INSERT INTO labelled (image, label, stamp_ns, predicted, model_version, confirms,"
@@ -238,11 +142,11 @@ class SampleStore:
         outcomes: list[Outcome | None] = []
         for it in items:
             try:
-                _check_stamp(it.stamp_ns)
+                check_stamp(it.stamp_ns)
                 if normalise_class(it.label) != it.label:
                     raise ValueError(f"label {it.label!r} is not normalised")
-                box = _check_region(it.box, it.detection_index) or (None,) * 4
-                blobs.append(_encode(it.image))
+                box = check_region(it.box, it.detection_index) or (None,) * 4
+                blobs.append(encode_image(it.image))
                 boxes.append(box)
                 outcomes.append(None)
             except ValueError as exc:  # InvalidClassName is a ValueError too
@@ -334,8 +238,8 @@ class SampleStore:
     def add_unlabelled(self, image: np.ndarray, stamp_ns: int, *, scenario: str = "") -> int | None:
         """Offer a frame to the reservoir (Algorithm R over every frame ever offered, across
         processes: the counter lives in the DB). Returns the new row id, or None if not kept."""
-        _check_image(image)  # encode only frames that are kept: most are not, once full
-        stamp = _check_stamp(stamp_ns)
+        check_image(image)  # encode only frames that are kept: most are not, once full
+        stamp = check_stamp(stamp_ns)
         conn = self._conn()
         conn.execute("PRAGMA synchronous=NORMAL")  # frames are cheap; skip the per-commit fsync
         try:
@@ -355,13 +259,13 @@ class SampleStore:
                 c.execute("DELETE FROM unlabelled WHERE slot = ?", (slot,))
                 cur = c.execute(
                     "INSERT INTO unlabelled (image, stamp_ns, scenario, slot) VALUES (?, ?, ?, ?)",
-                    (_encode(image), stamp, str(scenario), slot))
+                    (encode_image(image), stamp, str(scenario), slot))
                 return int(cur.lastrowid)
         finally:
             conn.execute("PRAGMA synchronous=FULL")
 
     def _query(self, sql: str, args: tuple = ()) -> list[Sample]:
-        return [_row(r) for r in self._conn().execute(sql, args).fetchall()]
+        return [sample_from_row(r) for r in self._conn().execute(sql, args).fetchall()]
 
     def _by_ids(self, table: str, cols: str, ids: list[int]) -> list[Sample]:
         """Rows for ``ids``, in the order given (callers pass a random order for training)."""
@@ -452,3 +356,6 @@ class SampleStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+__all__ = ["Correction", "Outcome", "Sample", "SampleStore"]

@@ -19,7 +19,8 @@ enqueues, so DDS never overwrites an unread correction; publishers must be relia
 (``core/pairing.py``) up to ``pairing_timeout_s`` of ROS time (node clock, so ``use_sim_time``
 and bag replay work), and one that names a region as long for the frame's detections. Every
 ``unlabelled_every_n``-th frame is offered to the store's bounded reservoir of unlabelled frames
-for semi-supervised tuning.
+for semi-supervised tuning. ``pairing_timeout_s``, ``unlabelled_every_n`` and ``no_frame_warn_s``
+may be changed at run time (``ros2 param set``); every other parameter is read-only.
 """
 
 from __future__ import annotations
@@ -94,10 +95,12 @@ class LabelCollectorNode(Node):
                            minimum=1.0, maximum=65536.0, read_only=True)
         self.timeout_s = declare(self, "pairing_timeout_s", 2.0,
                                  "how long (ROS time) a correction may wait for its frame",
-                                 minimum=0.0, maximum=600.0)
+                                 minimum=0.0, maximum=600.0,
+                                 on_set=lambda v: setattr(self, "timeout_s", v))
         self.every_n = declare(self, "unlabelled_every_n", 5,
                                "offer every n-th frame to the unlabelled reservoir (0 = none)",
-                               minimum=0, maximum=100000)
+                               minimum=0, maximum=100000,
+                               on_set=lambda v: setattr(self, "every_n", v))
         max_unl = declare(self, "max_unlabelled", 2000,
                           "bound of the unlabelled-frame reservoir", minimum=0,
                           maximum=10_000_000, read_only=True)
@@ -123,7 +126,8 @@ class LabelCollectorNode(Node):
         self.no_frame_warn_s = declare(self, "no_frame_warn_s", 10.0,
                                        "WARN on /diagnostics after this long (ROS time) "
                                        "without a frame (0 = never)", minimum=0.0,
-                                       maximum=86400.0)
+                                       maximum=86400.0,
+                                       on_set=lambda v: setattr(self, "no_frame_warn_s", v))
         self.min_iou = declare(self, "region_min_iou", 0.5,
                                "a correction's box names the published detection it overlaps "
                                "best if that IoU is at least this", minimum=0.01, maximum=1.0,

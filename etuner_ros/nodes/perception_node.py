@@ -80,7 +80,8 @@ class PerceptionNode(LifecycleNode):
                         maximum=100, read_only=True)
         self.annotate = declare(self, "publish_annotated", True,
                                 "publish detections/image with the prediction drawn on it "
-                                "(only while it has subscribers)")
+                                "(only while it has subscribers)",
+                                on_set=lambda v: setattr(self, "annotate", v))
         threads = declare(self, "torch_threads", 1,
                           "CPU threads torch may use for inference (with the tuner's "
                           "torch_threads, at most the CPU cores, so a round cannot starve it)",
@@ -88,7 +89,8 @@ class PerceptionNode(LifecycleNode):
         self.no_frames_warn_s = declare(self, "no_frames_warn_s", 5.0,
                                         "while active, warn (log and /diagnostics) when no "
                                         "frame arrived for this many seconds of ROS time",
-                                        minimum=0.5, maximum=3600.0)
+                                        minimum=0.5, maximum=3600.0,
+                                        on_set=lambda v: setattr(self, "no_frames_warn_s", v))
         self.feed = RegionFeed(self, int(depth))
         self._group = MutuallyExclusiveCallbackGroup()  # frames and boxes: one at a time
         self.forwards = self.regions = 0

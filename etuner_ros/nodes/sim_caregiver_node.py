@@ -60,7 +60,8 @@ class SimCaregiverNode(Node):
                                     "predictions confirmed when looked at (0..1)", minimum=0.0,
                                     maximum=1.0, read_only=True))
             self.source = str(declare(self, "source", "sim_caregiver",
-                                      "LabelCorrection.source of what this caregiver says"))
+                                      "LabelCorrection.source of what this caregiver says",
+                                      on_set=lambda v: setattr(self, "source", str(v))))
         except ParameterError:  # declare() also turns rclpy's range/type refusals into it
             self.destroy_node()
             raise

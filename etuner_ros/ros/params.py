@@ -2,12 +2,18 @@
 
 Every node declares all its parameters through :func:`declare`, so ``ros2 param describe`` tells a
 user what each one means, and a bad value is refused with a reason (at start-up by
-:func:`check_all`, at run time by the set-parameters callback) instead of failing later.
+:func:`declare`, at run time by the set-parameters callback) instead of failing later.
+
+A run-time ``ros2 param set`` either takes effect or is refused, never accepted and ignored: a
+parameter the node reads only at start-up is declared ``read_only`` (rclpy refuses the set and
+says so); one the node follows at run time names an ``on_set`` callback that receives each
+accepted new value.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from rcl_interfaces.msg import (
@@ -47,8 +53,15 @@ class ParameterError(ValueError):
 
 def declare(node: Node, name: str, default: Any, description: str, *,
             choices: tuple[str, ...] | None = None, minimum: float | None = None,
-            maximum: float | None = None, read_only: bool = False) -> Any:
-    """Declare ``name`` with a descriptor and return its (possibly overridden) value."""
+            maximum: float | None = None, read_only: bool = False,
+            on_set: Callable[[Any], None] | None = None) -> Any:
+    """Declare ``name`` with a descriptor and return its (possibly overridden) value.
+
+    ``on_set``: the node honours run-time changes; it is called with every value a later set
+    makes (after the checks passed). Without it, a parameter the node reads only once should
+    be ``read_only``."""
+    if read_only and on_set is not None:
+        raise ValueError(f"parameter {name!r}: a read-only parameter never changes (on_set)")
     desc = ParameterDescriptor(description=description, read_only=read_only)
     if choices:
         desc.additional_constraints = "one of: " + ", ".join(choices)
@@ -62,7 +75,7 @@ def declare(node: Node, name: str, default: Any, description: str, *,
         desc.floating_point_range = [FloatingPointRange(
             from_value=float(minimum if minimum is not None else -1e300),
             to_value=float(maximum if maximum is not None else 1e300), step=0.0)]
-    rules = _rules(node)
+    rules = _registry(node).rules
     rules[name] = Rule(choices, minimum, maximum)
     try:
         value = node.declare_parameter(name, default, desc).value
@@ -71,16 +84,28 @@ def declare(node: Node, name: str, default: Any, description: str, *,
     reason = rules[name].check(name, value)
     if reason:
         raise ParameterError(f"{node.get_name()}: {reason}")
+    if on_set is not None:  # registered after the declaration: called for later sets only
+        _registry(node).setters[name] = on_set
     return value
 
 
-def _rules(node: Node) -> dict[str, Rule]:
-    rules = getattr(node, "_etuner_param_rules", None)
-    if rules is None:
-        rules = {}
-        node._etuner_param_rules = rules  # type: ignore[attr-defined]
-        node.add_on_set_parameters_callback(lambda ps: _on_set(rules, ps))
-    return rules
+@dataclass
+class _Registry:
+    """What :func:`declare` keeps per node: each parameter's rule, and the setters of those the
+    node follows at run time."""
+
+    rules: dict[str, Rule] = field(default_factory=dict)
+    setters: dict[str, Callable[[Any], None]] = field(default_factory=dict)
+
+
+def _registry(node: Node) -> _Registry:
+    reg = getattr(node, "_etuner_params", None)
+    if reg is None:
+        reg = _Registry()
+        node._etuner_params = reg  # type: ignore[attr-defined]
+        node.add_on_set_parameters_callback(lambda ps: _on_set(reg.rules, ps))
+        node.add_post_set_parameters_callback(lambda ps: _after_set(reg.setters, ps))
+    return reg
 
 
 def _on_set(rules: dict[str, Rule], params: list[Parameter]) -> SetParametersResult:
@@ -90,3 +115,11 @@ def _on_set(rules: dict[str, Rule], params: list[Parameter]) -> SetParametersRes
         if reason:
             return SetParametersResult(successful=False, reason=reason)
     return SetParametersResult(successful=True)
+
+
+def _after_set(setters: dict[str, Callable[[Any], None]], params: list[Parameter]) -> None:
+    """rclpy calls this once a set succeeded (every check passed): hand the new values on."""
+    for p in params:
+        setter = setters.get(p.name)
+        if setter is not None:
+            setter(p.value)

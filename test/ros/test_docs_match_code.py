@@ -1,4 +1,5 @@
-"""The README's node table and config/etuner.yaml say what the nodes really do.
+"""The README's node table and config/etuner.yaml say what the nodes really do (and which
+parameters follow a run-time set).
 
 Documentation that drifts from the code (topic names, parameters) is a known fault of ROS
 packages; these tests build every node and compare its real topics, services and declared
@@ -100,3 +101,37 @@ def test_config_yaml_sections_match_declared_parameters(nodes):
                                      f"only declared {sorted(declared - in_yaml)}")
         for p in declared:
             assert node.describe_parameter(p).description, f"{name}.{p} has no description"
+
+
+# Every parameter of these nodes that a run-time `ros2 param set` may change, the value a test
+# sets and where the node reads it; all others must be read-only, so such a set is refused
+# instead of being accepted and ignored (the tuner's parameters are not covered here).
+RUN_TIME = {
+    ("perception", "publish_annotated"): (False, lambda n: n.annotate),
+    ("perception", "no_frames_warn_s"): (7.5, lambda n: n.no_frames_warn_s),
+    ("label_collector", "pairing_timeout_s"): (7.5, lambda n: n.timeout_s),
+    ("label_collector", "unlabelled_every_n"): (7, lambda n: n.every_n),
+    ("label_collector", "no_frame_warn_s"): (7.5, lambda n: n.no_frame_warn_s),
+    ("sim_camera", "loop"): (True, lambda n: n.get_parameter("loop").value),  # read per pass
+    ("sim_caregiver", "source"): ("caregiver_ui", lambda n: n.source),
+}
+
+
+def test_run_time_parameters_take_effect_and_the_rest_are_read_only(nodes):
+    text = (REPO / "README.md").read_text()
+    start = text.index("Every parameter is declared")
+    paragraph = text[start:text.index("\n\n", start)]
+    writable = {(name, p) for name, node in nodes.items() if name != "tuner"
+                for p in set(node._parameters) - {"use_sim_time", "start_type_description_service"}
+                if not node.describe_parameter(p).read_only}
+    assert writable == set(RUN_TIME), (f"writable but read once (make them read_only): "
+                                       f"{sorted(writable - set(RUN_TIME))}")
+    for (name, p), (value, read) in RUN_TIME.items():
+        assert f"`{p}`" in paragraph, f"README's parameter paragraph does not name `{p}`"
+        node = nodes[name]
+        old = node.get_parameter(p).value
+        assert node.set_parameters([Parameter(p, value=value)])[0].successful
+        try:
+            assert read(node) == value, f"{name}.{p}: set {value!r}, the node uses {read(node)!r}"
+        finally:
+            node.set_parameters([Parameter(p, value=old)])

@@ -1,7 +1,7 @@
 """Label collector under faults, over real DDS with the real nodes (``bringup`` subprocesses):
 bursts of corrections, hostile class names, the same frame corrected twice, new classes by
 votes, huge frames, no frames, a best-effort publisher, ROS time from ``/clock``, and
-``kill -9`` during a burst followed by a restart on the same store."""
+``kill -9`` during a burst followed by a restart on the same store; run-time parameter sets."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 from builtin_interfaces.msg import Time
 from collector_burst import System, burst, stamps_from
+from rcl_interfaces.srv import SetParameters
+from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from std_msgs.msg import Header
@@ -210,6 +212,40 @@ def test_frame_cache_is_bounded_in_bytes_and_oversize_frames_counted(system):
     v = system.values()
     assert int(v["frame_cache_bytes"]) <= 8 * 2**20
     assert int(v["frames_cached"]) <= 3  # 3 x 2.76 MB fit in 8 MiB
+
+
+def test_run_time_parameter_sets_take_effect_or_are_refused(system):
+    """``ros2 param set`` over DDS (the SetParameters service): a parameter the collector reads
+    once is refused with a reason; pairing_timeout_s and unlabelled_every_n take effect at once
+    (before, such a set was accepted and silently ignored)."""
+
+    def set_param(name: str, value: object):
+        req = SetParameters.Request(parameters=[Parameter(name, value=value).to_parameter_msg()])
+        return system.probe.call(SetParameters, "label_collector/set_parameters", req).results[0]
+
+    for name, value in [("frame_cache_size", 10), ("max_unlabelled", 5), ("region_min_iou", 0.9),
+                        ("image_reliability", "reliable")]:
+        result = set_param(name, value)
+        assert not result.successful and "read-only" in result.reason, (name, result.reason)
+    try:
+        assert set_param("pairing_timeout_s", 600.0).successful  # the fixture's is 2 s
+        [t] = stamps_from(990_000, 1)  # its frame never comes
+        before = _counts(system)
+        system.cor_pub.publish(system.correction(t, "cup"))
+        wait_for(lambda: system.count("received") > before["received"], 30, "the correction")
+        time.sleep(4.0)  # twice the old timeout
+        assert system.count("rejected.no_frame") == before["rejected.no_frame"], "not waiting"
+        assert set_param("pairing_timeout_s", 0.0).successful
+        wait_for(lambda: system.count("rejected.no_frame") > before["rejected.no_frame"], 30,
+                 "rejected at once under the new timeout")
+
+        assert set_param("unlabelled_every_n", 1).successful  # the fixture's is 0: none
+        kept = system.count("unlabelled_kept")
+        system.publish_frames(stamps_from(995_000, 20))
+        wait_for(lambda: system.count("unlabelled_kept") > kept, 30, "unlabelled frames kept")
+    finally:
+        assert set_param("pairing_timeout_s", 2.0).successful
+        assert set_param("unlabelled_every_n", 0).successful
 
 
 # --- ROS time ---------------------------------------------------------------------------------

@@ -95,6 +95,25 @@ def test_declare_describes_and_validates(context):
         node.destroy_node()
 
 
+def test_run_time_sets_reach_on_set_or_are_refused_when_read_only(context):
+    node = rclpy.create_node("params_live", context=context)
+    seen: list[float] = []
+    try:
+        assert declare(node, "rate", 2.0, "a rate", minimum=0.0, maximum=10.0,
+                       on_set=seen.append) == 2.0
+        declare(node, "size", 1, "a size", read_only=True)
+        assert seen == []  # the declarations themselves are not changes
+        assert node.set_parameters([Parameter("rate", value=3.0)])[0].successful
+        assert not node.set_parameters([Parameter("rate", value=30.0)])[0].successful
+        result = node.set_parameters([Parameter("size", value=2)])[0]
+        assert not result.successful and "read-only" in result.reason
+        assert seen == [3.0] and node.get_parameter("size").value == 1
+        with pytest.raises(ValueError, match="read-only"):
+            declare(node, "both", 1, "both", read_only=True, on_set=seen.append)
+    finally:
+        node.destroy_node()
+
+
 def test_declare_refuses_bad_start_values(context):
     node = rclpy.create_node("params_bad", context=context,
                              parameter_overrides=[Parameter("policy", value="sometimes"),
