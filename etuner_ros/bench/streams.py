@@ -263,7 +263,8 @@ def bag_stream(path: Path, camera_topic: str = "", corrections_topic: str = "", 
                      "frames_in_bag": stats["frames"], "labelled": stats["labelled"],
                      "unlabelled_left_out": stats["frames"] - stats["labelled"],
                      "undecodable": stats["undecodable"],
-                     "unpaired_corrections": stats["unpaired_corrections"], "parts": parts,
+                     "unpaired_corrections": stats["unpaired_corrections"],
+                     "region_corrections_left_out": stats["region_corrections"], "parts": parts,
                      "fps": len(out) / seconds if info.duration_s > 0 else 1.0})
 
 

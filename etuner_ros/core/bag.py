@@ -303,14 +303,19 @@ def labelled_frames(src: BagSource, image_size: tuple[int, int] | None = None,
                     keep_unlabelled: bool = True) -> tuple[list[LabelledFrame], dict]:
     """Every frame with its label (corrections paired by header stamp; the later wins), plus
     counts: ``frames``, ``labelled``, ``unpaired_corrections`` (no frame of that stamp),
-    ``undecodable`` (frames whose encoding cannot be read; skipped), ``bad_messages``
+    ``region_corrections`` (corrections that name one region of a frame, by box or
+    ``detection_index``: they label an object, not the frame, so they are counted and left
+    out), ``undecodable`` (frames whose encoding cannot be read; skipped), ``bad_messages``
     (messages that could not be deserialised; skipped)."""
     labels: dict[int, str] = {}
     frames: list[tuple[int, int, np.ndarray]] = []
-    stats = {"frames": 0, "undecodable": 0}
+    stats = {"frames": 0, "undecodable": 0, "region_corrections": 0}
     for rec in src.records():
         if rec.correction is not None:
-            labels[rec.stamp_ns] = rec.correction.true_class
+            if rec.correction.box is not None or rec.correction.detection_index >= 0:
+                stats["region_corrections"] += 1
+            else:
+                labels[rec.stamp_ns] = rec.correction.true_class
             continue
         stats["frames"] += 1
         try:

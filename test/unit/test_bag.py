@@ -45,7 +45,7 @@ def test_frames_and_corrections_round_trip(tmp_path, storage, compressed):
         assert got == [(s, c, k) for _, s, c, k in corr]
         frames, stats = bag.labelled_frames(src)
     assert stats == {"frames": 12, "undecodable": 0, "labelled": 4, "unpaired_corrections": 0,
-                     "bad_messages": 0}
+                     "bad_messages": 0, "region_corrections": 0}
     assert [f.label for f in frames] == [labels[i] if i % 3 == 0 else None for i in range(12)]
 
 
@@ -124,6 +124,20 @@ def test_encodings():
         bag.BagImage(2, 3, "rgb8", 9, 0, bytes(5)).rgb()
     with pytest.raises(bag.BagError, match="could not be decoded"):
         bag.BagImage(0, 0, "jpeg", 0, 0, b"not a jpeg", compressed=True).rgb()
+
+
+def test_region_corrections_are_not_frame_labels(tmp_path):
+    """A correction naming one box labels an object, not the frame: counted, left out."""
+    items, _ = world_frames(3)
+    s0, s2 = items[0][1], items[2][1]
+    corr = [(items[0][0] + 1, s0, "cup", False),
+            (items[0][0] + 2, s0, "book", False, (1, 2, 10, 12), 0),   # a region by box + index
+            (items[2][0] + 1, s2, "phone", False, None, 1)]             # a region by index
+    path = bag.write_bag(tmp_path / "b", items, corr)
+    with bag.BagSource(path) as src:
+        frames, stats = bag.labelled_frames(src, keep_unlabelled=False)
+    assert [(f.stamp_ns, f.label) for f in frames] == [(s0, "cup")]
+    assert stats["region_corrections"] == 2 and stats["labelled"] == 1
 
 
 def test_later_correction_wins_and_export(tmp_path):
