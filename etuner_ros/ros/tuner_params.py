@@ -3,18 +3,18 @@
 Three families, declared in this order:
 
 * the node's own settings (:class:`TunerSettings`: where the store and models live, the poll
-  period, the swap service, ...), read once at start-up;
-
-and two families of learning knobs, with their defaults taken from the core (one source of
-truth, shared with the benchmark), so the code and ``ros2 param describe`` can never disagree on
-a default:
-
-* training knobs (``epochs``, ``learning_rate``, ...) from :class:`TrainConfig`;
+  period, the swap service, ...);
+* training knobs (``epochs``, ``learning_rate``, ...) with the defaults of :class:`TrainConfig`;
 * policy knobs, named ``<policy>.<argument>`` after the policy class whose constructor takes
   them (``lazytune.max_wait_s``, ``periodic.period_s``, ``etuner.adapt_shift``; etuner is
   LazyTune plus its own, so it reads ``lazytune.*`` too). Every knob of every policy is
   declared whatever the chosen policy, so a YAML file can hold them all; only the chosen
   policy's reach ``make_policy``, whose constructor checks them once more.
+
+Learning defaults come from the core (one source of truth, shared with the benchmark), so the
+code and ``ros2 param describe`` can never disagree on a default. Every parameter is read once
+at start-up, so every one is declared ``read_only``: ``ros2 param set`` is refused with a
+reason instead of answering success and changing nothing.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def declare_settings(node: Node) -> TunerSettings:
                              read_only=True),
         swap_timeout_s=declare(node, "swap_timeout_s", 30.0,
                                "how long to wait for perception to answer a swap",
-                               minimum=1.0, maximum=600.0),
+                               minimum=1.0, maximum=600.0, read_only=True),
         torch_threads=int(declare(node, "torch_threads", 1, "CPU threads torch may use for "
                                   "tuning", minimum=1, maximum=64, read_only=True)),
         drift_every_n=int(declare(node, "drift_every_n", TunerConfig().drift_every,
@@ -104,7 +104,7 @@ def declare_settings(node: Node) -> TunerSettings:
                                      minimum=1, maximum=1000, read_only=True)),
         no_frames_warn_s=declare(node, "no_frames_warn_s", 10.0,
                                  "WARN on /diagnostics after this long without a camera frame "
-                                 "(ROS time)", minimum=0.5, maximum=86400.0))
+                                 "(ROS time)", minimum=0.5, maximum=86400.0, read_only=True))
 
 
 def _arguments() -> dict[str, list[tuple[str, str, object]]]:
