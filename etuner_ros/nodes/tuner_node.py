@@ -322,7 +322,7 @@ class TunerNode(Node):
         ops = self.ops
         with ops.lock:
             res.success, res.active_version = False, self.active_version
-            busy = ops.busy_message()
+            busy, started = ops.busy_message(), False
             if self.engine is None:
                 res.message = "refused: no model serving yet (no model_info)"
             elif busy is not None:
@@ -335,7 +335,8 @@ class TunerNode(Node):
                     res.message = f"refused: {exc}"
                 else:
                     ops.start(f"rollback to v{version}")
-            if ops.name is None or not ops.name.startswith("rollback"):
+                    started = True
+            if not started:  # refused (busy: another round or rollback runs; leave it alone)
                 ops.counts["rollbacks_refused"] += 1
                 self.get_logger().warn(f"rollback: {res.message}")
                 return res
