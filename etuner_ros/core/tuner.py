@@ -7,7 +7,10 @@ The parts, one idea each:
 * ``core/frames.py``: which unlabelled frames a round may use (newest camera frames, pool for
   pseudo-labels);
 * ``core/changes.py``: input-statistics shift (BN rounds) and scenario change (drift detector);
+* ``core/bn_book.py``: BatchNorm-only rounds: when one may be asked for, on which frames, which
+  candidate versions only changed BN statistics;
 * ``core/rounds.py``: what a round does, step by step; ``core/gate.py``: the validation gate;
+  ``core/round_result.py``: what a round reports;
 * ``core/costs.py``: time, CPU time, energy and FLOPs of every piece of work;
 * ``core/policies/``: *when* to tune (one file per policy).
 
@@ -23,8 +26,7 @@ answering), and commits its bookkeeping under it again. Labels arriving during a
 pending for the next one.
 
 A BN-only round whose candidate was rejected is not asked for again until ``adabn_frames`` new
-camera frames arrived (``Observation.input_shift`` reads 0 meanwhile): the same frames would give
-the same verdict.
+camera frames arrived (``Observation.input_shift`` reads 0 meanwhile; ``core/bn_book.py``).
 
 Pseudo-labels (``uses_semi_supervised``): only from the newest ``pseudo_pool`` unlabelled
 frames, only while the serving lineage's ``recent_accuracy`` is at least ``pseudo_min_accuracy``
@@ -36,73 +38,25 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from etuner_ros.core.changes import ChangeWatch, InputShift
+from etuner_ros.core.bn_book import BnBook
+from etuner_ros.core.changes import ChangeWatch
 from etuner_ros.core.costs import CostLedger, RoundCost
-from etuner_ros.core.drift import DriftConfig
 from etuner_ros.core.frames import FramePools
 from etuner_ros.core.label_book import LabelBook
 from etuner_ros.core.model import ModelBundle, embed, layer_groups, preprocess
 from etuner_ros.core.policies import Decision, Observation, Policy, make_policy
+from etuner_ros.core.round_result import RoundResult
 from etuner_ros.core.rounds import TrainingInputs, run_bn_only, run_training
 from etuner_ros.core.semi_supervised import propagated
-from etuner_ros.core.simfreeze import SimFreeze, SimFreezeConfig
-from etuner_ros.core.trainer import TrainConfig, batched, group_flops
+from etuner_ros.core.simfreeze import SimFreeze
+from etuner_ros.core.trainer import batched, group_flops
+from etuner_ros.core.tuner_config import TunerConfig
 
-
-@dataclass
-class TunerConfig:
-    """All tuner defaults in one place (policy parameters go to ``make_policy``)."""
-
-    train: TrainConfig = field(default_factory=TrainConfig)
-    drift: DriftConfig = field(default_factory=DriftConfig)
-    simfreeze: SimFreezeConfig = field(default_factory=SimFreezeConfig)
-    policy_params: dict = field(default_factory=dict)
-    unlabelled_capacity: int = 256  # newest unlabelled frames kept for pseudo-labels
-    accuracy_window: int = 24       # labels behind recent_accuracy
-    accuracy_min: int = 8           # recent_accuracy is None below this many
-    drift_every: int = 4            # embed every n-th observed frame for the drift detector:
-    #                                 embedding every frame cost ~20% of etuner's tuning time
-    adabn_frames: int = 48          # camera frames whose BN statistics a round adopts ...
-    adabn_window: int = 48          # ... spread over the newest this many (6 s at 8 fps)
-    adabn_momentum: float = 1.0     # 1.0: replace BN statistics; <1: blend with the old ones
-    adabn_depth: int = 3            # front layer groups whose BN statistics AdaBN re-estimates
-    #                                 (0: all). Shallow statistics follow light, noise and
-    #                                 camera; deep ones follow which few objects the window
-    #                                 showed (a robot looks at one object for 1-4 s). DEV seeds
-    #                                 100/101, adabn: all layers over 160 frames 46.9/57.7 %;
-    #                                 depth 3 over 48 frames 52.1/63.9 %, over 80 56.0/59.3 %;
-    #                                 depth 4 over 48 frames 45.7/48.1 %. A short window follows
-    #                                 a new scene sooner, and shallow statistics need few objects
-    pseudo_pool: int = 32           # pseudo-label only the newest frames (the current scene)
-    pseudo_min_accuracy: float = 0.7  # no pseudo-labels while recent_accuracy is below this
-    pseudo_per_label: float = 1.0   # at most this many pseudo-labels per real label in a round
-
-
-@dataclass
-class RoundResult:
-    candidate: ModelBundle
-    accepted: bool
-    val_accuracy: float
-    baseline_val_accuracy: float
-    duration_s: float
-    train_flops: float          # every FLOP of the round (all kinds, see ``flops_by_kind``)
-    energy_joules: float
-    energy_source: str
-    n_labels: int
-    n_replay: int
-    n_pseudo: int
-    frozen_groups: list[str]
-    reason: str
-    epochs_run: int = 0
-    cpu_seconds: float = 0.0
-    flops_by_kind: dict[str, float] = field(default_factory=dict)
-    bn_only: bool = False
-    gate: str = ""              # evidence the gate used: "labels:N", "information:N", ...
+__all__ = ["ContinualTuner", "RoundResult", "TunerConfig"]  # where callers import them
 
 
 class ContinualTuner:
@@ -126,14 +80,11 @@ class ContinualTuner:
         self.labels.lineage_start = bundle.version
         self.frames = FramePools(max(2, cfg.adabn_frames, cfg.adabn_window),
                                  cfg.unlabelled_capacity)
-        self.shift = InputShift(max(2, cfg.adabn_frames))
+        self.bn = BnBook(self.frames, cfg.adabn_frames)
         self.changes = ChangeWatch(cfg.drift, cfg.drift_every, bundle)
         self.simfreeze = SimFreeze([n for n, _ in layer_groups(bundle.model, bundle.arch)],
                                    cfg.simfreeze)
         self._unfreeze_next = False
-        self._bn_only_next = False
-        self._bn_only: set[int] = set()   # candidate versions that only changed BN statistics
-        self._bn_wait = 0                 # camera frames to wait after a rejected BN round
         self._fps = 0.0
         self._last_round_end: float | None = None
         self._rejected_streak = 0
@@ -203,9 +154,7 @@ class ContinualTuner:
             with self.costs.measure() as cost:
                 if keep_bn:
                     xa = self._x(images[-max(self.config.adabn_frames, self.config.adabn_window):])
-                    self.frames.add_camera(xa, now)
-                    self._bn_wait = max(0, self._bn_wait - len(images))
-                    self.shift.update(self.frames.camera(self.config.adabn_frames))
+                    self.bn.add_camera(xa, now, len(images))
                 if sel:
                     x = self._x([images[i] for i in sel])
                     self.changes.update(x, self._embed)
@@ -223,7 +172,7 @@ class ContinualTuner:
         last = self._last_round_end if self._last_round_end is not None else now
         lb = self.labels
         drift = self.policy.uses_drift
-        shift = self.shift.shift if self.policy.adapts_bn and self._bn_wait == 0 else 0.0
+        shift = self.bn.shift_seen if self.policy.adapts_bn else 0.0
         return Observation(
             now=now, pending_labels=len(lb.pending),
             new_labels_since_decide=lb.new_since_decide,
@@ -242,9 +191,7 @@ class ContinualTuner:
             obs = self._observation(now)
             self.labels.new_since_decide = 0
             if force and self.policy.label_free:
-                d = Decision(True, "forced: BN re-estimation", bn_only=True) \
-                    if self.frames.n_camera >= 2 else \
-                    Decision(False, "no camera frames to adapt to")
+                d = self.bn.forced()
             elif force:
                 if not self.labels.pending and not self.labels.replay:
                     d = Decision(False, "no labelled samples to train on")
@@ -254,11 +201,9 @@ class ContinualTuner:
                 d = self.policy.decide(obs)
                 if not d.tune and obs.pending_labels > 0:
                     self.rounds_deferred += 1
-            if d.tune and d.bn_only and self.frames.camera(self.config.adabn_frames) is None:
-                d = Decision(False, "BN round asked for but no camera frames yet")
+            d = self.bn.decided(d)  # a BN round needs frames
             if d.tune and not d.bn_only and (d.unfreeze or obs.change_detected):
                 self._unfreeze_next = True
-            self._bn_only_next = bool(d.tune and d.bn_only)
             self.last_reason = d.reason
             return d
 
@@ -269,8 +214,7 @@ class ContinualTuner:
         ``version``: the candidate's (the tuner node's registry keeps versions unique across
         runs); default the serving version + 1. It is set before any bookkeeping keyed by it."""
         with self._lock:
-            bn_only, self._bn_only_next = self._bn_only_next, False
-            bn_only = bn_only or self.policy.label_free
+            bn_only = self.bn.take_next() or self.policy.label_free
             self.busy = True
             try:
                 snap = self._bn_inputs() if bn_only else self._training_inputs(now)
@@ -312,25 +256,19 @@ class ContinualTuner:
                   f"{out.val_accuracy:.3f} vs {out.baseline_val_accuracy:.3f} -> "
                   f"{'accept' if out.accepted else 'reject'}")
         gate = f"labels:{len(inp.val)}" if inp.val else "no held-out labels: accepted"
-        if inp.bn_frames is not None and out.accepted:
-            self.shift.candidate_adapted(out.candidate.version, inp.bn_frames)
-        else:
-            self.shift.discard(out.candidate.version)
-        self._bn_only.discard(out.candidate.version)  # this version changed weights
+        self.bn.training_round_done(out.candidate.version,
+                                    inp.bn_frames if out.accepted else None)
         self.labels.remember(inp.new)
         self._rejected_streak = 0 if out.accepted else self._rejected_streak + 1
         if not out.accepted:
             self.changes.round_absorbed()
-        return self._result(out.candidate, out.accepted, out.val_accuracy,
-                            out.baseline_val_accuracy, cost, len(inp.new), len(inp.replay),
-                            done.n_pseudo, frozen_names, reason, out.epochs_run, False, gate)
+        return RoundResult.measured(out.candidate, out.accepted, out.val_accuracy,
+                                    out.baseline_val_accuracy, cost, len(inp.new),
+                                    len(inp.replay), done.n_pseudo, frozen_names, reason,
+                                    out.epochs_run, False, gate)
 
     def _bn_inputs(self) -> tuple[torch.Tensor, list, ModelBundle]:
-        tc = self.config
-        frames = self.frames.camera(tc.adabn_frames)
-        if frames is None:
-            raise RuntimeError("BN-only round without camera frames (decide() refuses these)")
-        since = self.frames.camera_since(tc.adabn_frames)
+        frames, since = self.bn.round_frames()
         val = [] if self.policy.label_free else self.labels.validation(since)
         return frames, val, self.deployed
 
@@ -339,15 +277,9 @@ class ContinualTuner:
         reason = (f"BN only: statistics of the newest {frames.shape[0]} frames; gate "
                   f"{v.evidence} {v.candidate_score:.3f} vs {v.serving_score:.3f} -> "
                   f"{'accept' if v.accepted else 'reject'}")
-        if v.accepted:
-            self.shift.candidate_adapted(cand.version, frames)
-            self._bn_only.add(cand.version)
-        else:
-            self.shift.discard(cand.version)
-            self._bn_only.discard(cand.version)
-            self._bn_wait = self.config.adabn_frames
-        return self._result(cand, v.accepted, v.candidate_score, v.serving_score, cost,
-                            0, 0, 0, [], reason, 0, True, v.evidence)
+        self.bn.bn_round_done(cand.version, frames, v.accepted)
+        return RoundResult.measured(cand, v.accepted, v.candidate_score, v.serving_score, cost,
+                                    0, 0, 0, [], reason, 0, True, v.evidence)
 
     def restore(self, trained: list, seen: int) -> None:
         """Labels an earlier run already trained on (a bounded sample from the store): held-out
@@ -368,8 +300,7 @@ class ContinualTuner:
         n_pseudo_max = min(cfg.max_pseudo, int(tc.pseudo_per_label * len(new)))
         unl = self.frames.unlabelled(tc.pseudo_pool) if pol.uses_semi_supervised and \
             n_pseudo_max > 0 and acc is not None and acc >= tc.pseudo_min_accuracy else None
-        bn_x = self.frames.camera(tc.adabn_frames) \
-            if pol.adabn_in_rounds and tc.adabn_frames > 0 else None
+        bn_x = self.bn.camera() if pol.adabn_in_rounds and tc.adabn_frames > 0 else None
         sf = None
         frozen = 0
         if pol.uses_simfreeze:
@@ -388,22 +319,9 @@ class ContinualTuner:
                               tc.adabn_depth, unl,
                               n_pseudo_max, frozen, sf, prop)
 
-    @staticmethod
-    def _result(cand, accepted, val, base, cost: RoundCost, n_labels, n_replay, n_pseudo,
-                frozen, reason, epochs, bn_only, gate) -> RoundResult:
-        return RoundResult(cand, accepted, val, base, cost.seconds, cost.flops, cost.joules,
-                           cost.source, n_labels, n_replay, n_pseudo, list(frozen), reason,
-                           epochs, cost.cpu_seconds, dict(cost.flops_by_kind), bn_only, gate)
-
     def _finish(self, r: RoundResult) -> None:
         self.rounds_done += 1
-        self.last_round = {"duration_s": r.duration_s, "cpu_seconds": r.cpu_seconds,
-                           "accepted": r.accepted, "val_accuracy": r.val_accuracy,
-                           "baseline_val_accuracy": r.baseline_val_accuracy,
-                           "n_labels": r.n_labels, "n_replay": r.n_replay,
-                           "n_pseudo": r.n_pseudo, "frozen_groups": list(r.frozen_groups),
-                           "train_flops": r.train_flops, "flops_by_kind": r.flops_by_kind,
-                           "bn_only": r.bn_only, "gate": r.gate, "reason": r.reason}
+        self.last_round = r.summary()
 
     def set_round_end(self, end: float) -> None:
         """When the last round ended on the caller's clock. By default a round ends at its start
@@ -426,10 +344,7 @@ class ContinualTuner:
             for name in bundle.class_names:
                 if name not in self.labels.class_names:
                     self.labels.class_names.append(name)
-            self.shift.deployed(version)
-            bn_only = version in self._bn_only
-            self._bn_only = {v for v in self._bn_only if v > version}
-            if bn_only:
+            if self.bn.deployed(version):  # BN statistics only: same weights, same evidence
                 return
             self.labels.new_lineage(version)
             if self.policy.uses_drift and self.changes.changed:
@@ -450,7 +365,7 @@ class ContinualTuner:
                     if self.policy.uses_simfreeze else [],
                     "change_score": self.changes.score,
                     "change_detected": self.changes.changed,
-                    "input_shift": self.shift.shift,
+                    "input_shift": self.bn.shift.shift,
                     "recent_accuracy": lb.recent_accuracy(), "last_reason": self.last_reason,
                     "replay_size": len(lb.replay), "holdout_size": len(lb.holdout),
                     "unlabelled": self.frames.n_unlabelled, "classes": list(lb.class_names),

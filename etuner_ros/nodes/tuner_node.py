@@ -9,20 +9,20 @@ and keeps the newest for BatchNorm adaptation), the inference rate from ``detect
 ``deploy`` once per model version that starts serving. Time is the node's ROS clock
 (``use_sim_time`` and bag replay work).
 
-One operation at a time: a round or a rollback starts only under ``_lock`` after checking that
-none runs, so any number of concurrent ``~/force_tune`` calls start at most one round, and
-every call is answered (busy: ``success=false`` with the reason). A round runs in a worker
-thread; an accepted candidate gets the next version of the :class:`ModelRegistry` (unique across
-runs), is written atomically, swapped into perception via ``swap_weights`` and recorded as the
-active pointer, which perception starts from after a restart. The watermark (highest labelled id
-a finished round trained on) is persisted, so a restart trains only on newer labels and rebuilds
-replay and validation data from a bounded sample of the store.
+One operation at a time (``ros/tuner_ops.py``): a round or a rollback starts only under the
+operations' lock after checking that none runs, so any number of concurrent ``~/force_tune``
+calls start at most one round, and every call is answered (busy: ``success=false`` with the
+reason). A round runs in a worker thread; an accepted candidate gets the next version of the
+:class:`ModelRegistry` (unique across runs), is written atomically, swapped into perception via
+``swap_weights`` and recorded as the active pointer, which perception starts from after a
+restart. The watermark (highest labelled id a finished round trained on) is persisted, so a
+restart trains only on newer labels and rebuilds replay and validation data from a bounded
+sample of the store. Parameters: ``ros/tuner_params.py``.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +34,6 @@ from std_srvs.srv import SetBool, Trigger
 
 from etuner_ros.core.checkpoint import CheckpointError, load_checkpoint
 from etuner_ros.core.model import ModelBundle
-from etuner_ros.core.policies import POLICY_NAMES
 from etuner_ros.core.registry import ModelRegistry, RegistryError
 from etuner_ros.core.resume import resume_samples
 from etuner_ros.core.store import SampleStore
@@ -43,19 +42,14 @@ from etuner_ros.core.tuner import ContinualTuner, TunerConfig
 from etuner_ros.msg import DetectionArray, ModelInfo, TunerStatus
 from etuner_ros.ros.diagnostics import Diagnostics
 from etuner_ros.ros.guard import CallbackGuard
-from etuner_ros.ros.params import declare
-from etuner_ros.ros.qos import (
-    RELIABILITY_CHOICES,
-    image_qos,
-    latched_qos,
-    reliable_qos,
-    service_qos,
-)
+from etuner_ros.ros.qos import image_qos, latched_qos, reliable_qos, service_qos
 from etuner_ros.ros.run import run_node
 from etuner_ros.ros.tuner_inputs import TunerInputs
+from etuner_ros.ros.tuner_ops import TunerOps, answer_failure
 from etuner_ros.ros.tuner_params import (
     TRAINING_PARAMETERS,
     declare_policy,
+    declare_settings,
     declare_training,
     policy_parameter_names,
 )
@@ -73,63 +67,26 @@ class TunerNode(Node):
 
     def __init__(self, **kwargs) -> None:
         super().__init__("tuner", **kwargs)
-        data_dir = Path(declare(self, "data_dir", "~/.local/share/etuner_ros",
-                                "directory of the sample store and checkpoints",
-                                read_only=True)).expanduser()
-        store_file = declare(self, "store_file", "samples.db",
-                             "SQLite sample store written by label_collector, relative to "
-                             "data_dir", read_only=True)
-        self.policy_name = declare(self, "policy", "immediate", "when and how to fine-tune",
-                                   choices=POLICY_NAMES, read_only=True)
-        period = declare(self, "poll_period_s", 1.0, "how often new samples are read and the "
-                         "policy asked", minimum=0.05, maximum=3600.0, read_only=True)
-        swap_service = declare(self, "swap_service", "perception/swap_weights",
-                               "perception's SwapWeights service (relative names remap)",
-                               read_only=True)
-        self.swap_timeout = declare(self, "swap_timeout_s", 30.0,
-                                    "how long to wait for perception to answer a swap",
-                                    minimum=1.0, maximum=600.0)
-        threads = declare(self, "torch_threads", 1, "CPU threads torch may use for tuning",
-                          minimum=1, maximum=64, read_only=True)
-        torch.set_num_threads(int(threads))
-        drift_every = declare(self, "drift_every_n", TunerConfig().drift_every,
-                              "the change detector embeds every n-th camera frame (every "
-                              "frame feeds BatchNorm adaptation)", minimum=1, maximum=1000,
-                              read_only=True)
-        reliability = declare(self, "image_reliability", "best_effort",
-                              "QoS reliability of the image subscription",
-                              choices=RELIABILITY_CHOICES, read_only=True)
-        keep = declare(self, "keep_checkpoints", 5, "newest model versions kept on disk (the "
-                       "base and the active one are always kept)", minimum=1, maximum=1000,
-                       read_only=True)
-        self.no_frames_warn_s = declare(self, "no_frames_warn_s", 10.0,
-                                        "WARN on /diagnostics after this long without a camera "
-                                        "frame (ROS time)", minimum=0.5, maximum=86400.0)
+        self.settings = p = declare_settings(self)
+        torch.set_num_threads(p.torch_threads)
+        self.policy_name = p.policy
         self.policy = declare_policy(self, self.policy_name)
-        self.config = TunerConfig(train=declare_training(self), drift_every=int(drift_every))
+        self.config = TunerConfig(train=declare_training(self), drift_every=p.drift_every_n)
 
-        self.registry = ModelRegistry(data_dir / "models", keep_last=int(keep))
+        self.registry = ModelRegistry(p.data_dir / "models", keep_last=p.keep_checkpoints)
         for name in self.registry.removed_tmp:
             self.get_logger().warn(f"removed {printable(name)} left by an interrupted write")
         self._watermark = self.registry.read_tuner_state()
-        self.store = SampleStore(data_dir / store_file)
+        self.store = SampleStore(p.data_dir / p.store_file)
         self.guard = CallbackGuard(self)
         self.engine: ContinualTuner | None = None
-        self.state = TunerStatus.STATE_WAITING
-        self.reason = "waiting for perception's model_info"
+        self.ops = TunerOps(self.get_logger())  # state, reason, the operation running
         self.paused = False
         self.active_version = 0
         self.rounds_done = 0
         self.last_duration = 0.0
         self.last_val = float("nan")
-        self.last_error = ""
-        self.counts = {"force_calls": 0, "force_refused": 0, "rollbacks": 0,
-                       "rollbacks_refused": 0, "swaps_failed": 0, "frames": 0,
-                       "frames_dropped": 0, "models_pruned": 0}
-        self._lock = threading.Lock()  # feed + decide + start of an operation are one step
-        self._op: str | None = None    # the round or rollback running, None when idle
-        self._op_started = 0.0
-        self._swapping = 0             # version whose swap is in flight (its model_info waits)
+        self.counts = {"frames": 0, "frames_dropped": 0, "models_pruned": 0}
         self._base: tuple[int, str] | None = None
         self.inputs = TunerInputs(self.store, self._watermark["trained_through"],
                                   self._watermark["unlabelled_through"],
@@ -143,23 +100,21 @@ class TunerNode(Node):
         self.create_subscription(DetectionArray, "detections",
                                  g(self._on_detections, "detections"), reliable_qos(50))
         self.create_subscription(Image, "image", g(self._on_image, "image"),
-                                 image_qos(reliability, 2))
-        self.swap_client = self.create_client(SwapWeights, swap_service,
+                                 image_qos(p.image_reliability, 2))
+        self.swap_client = self.create_client(SwapWeights, p.swap_service,
                                               callback_group=ReentrantCallbackGroup())
         q = service_qos(SERVICE_QUEUE)  # keep every request (see service_qos)
-        self.create_service(Trigger, "~/force_tune", g(self._on_force, "force_tune",
-                                                       _refuse), qos_profile=q,
-                            callback_group=services)
-        self.create_service(SetBool, "~/pause", g(self._on_pause, "pause", _refuse),
-                            qos_profile=q, callback_group=services)
-        self.create_service(Rollback, "~/rollback", g(self._on_rollback, "rollback", _refuse),
-                            qos_profile=q, callback_group=services)
-        self.create_timer(float(period), g(self._tick, "tick"),
+        for srv, name, callback in ((Trigger, "force_tune", self._on_force),
+                                    (SetBool, "pause", self._on_pause),
+                                    (Rollback, "rollback", self._on_rollback)):
+            self.create_service(srv, f"~/{name}", g(callback, name, answer_failure),
+                                qos_profile=q, callback_group=services)
+        self.create_timer(p.poll_period_s, g(self._tick, "tick"),
                           callback_group=MutuallyExclusiveCallbackGroup())
         Diagnostics(self, "tuning", self._diagnose)
         self.get_logger().info(
             f"policy '{self.policy_name}' {self.policy.describe()}, store "
-            f"{data_dir / store_file}, resuming after labelled id "
+            f"{p.data_dir / p.store_file}, resuming after labelled id "
             f"{self._watermark['trained_through']}")
 
     def _now(self) -> float:
@@ -169,21 +124,21 @@ class TunerNode(Node):
     # --- inputs --------------------------------------------------------------------------
     def _on_model_info(self, info: ModelInfo) -> None:
         version = int(info.version)
-        with self._lock:
-            if self.engine is not None and version in (self.active_version, self._swapping):
+        with self.ops.lock:
+            if self.engine is not None and version in (self.active_version, self.ops.swapping):
                 return  # ours (the swap answer deploys it) or already deployed
         bundle = load_checkpoint(Path(info.checkpoint_path), expected_arch=info.architecture)
         bundle.version = version
-        with self._lock:
+        with self.ops.lock:
             if self.engine is None:
                 self.engine = ContinualTuner(bundle, self.policy, self.config)
                 self.active_version = version
                 if self._pointer_base() is None:  # the first run: this is the base model
                     self._base = (version, str(info.checkpoint_path))
                 self._resume()
-                self.state, self.reason = TunerStatus.STATE_IDLE, "ready"
+                self.ops.state, self.ops.reason = TunerStatus.STATE_IDLE, "ready"
                 self.get_logger().info(f"starting from v{version} ({info.architecture})")
-            elif version != self._swapping:
+            elif version != self.ops.swapping:
                 self._deploy(bundle, version, "model_info")
 
     def _pointer_base(self) -> tuple[int, str] | None:
@@ -225,25 +180,26 @@ class TunerNode(Node):
 
     # --- the loop ------------------------------------------------------------------------
     def _tick(self) -> None:
-        with self._lock:
+        ops = self.ops
+        with ops.lock:
             if self.engine is not None:
                 now = self._now()
                 self.inputs.feed(self.engine, now)
                 if self.paused:
-                    self.state = TunerStatus.STATE_PAUSED
-                elif self._op is None:
+                    ops.state = TunerStatus.STATE_PAUSED
+                elif ops.name is None:
                     decision = self.engine.decide(now)
-                    self.reason = decision.reason
+                    ops.reason = decision.reason
                     if decision.tune:
                         self._start_round(decision)
                     else:
-                        self.state = TunerStatus.STATE_IDLE
+                        ops.state = TunerStatus.STATE_IDLE
         self._publish_status()
 
     def _start_round(self, decision) -> None:
-        """Caller holds ``_lock`` and checked that no operation runs."""
-        self._op, self._op_started = f"round {self.rounds_done + 1}", time.monotonic()
-        self.state = TunerStatus.STATE_TUNING
+        """Caller holds the operations' lock and checked that none runs."""
+        self.ops.start(f"round {self.rounds_done + 1}")
+        self.ops.state = TunerStatus.STATE_TUNING
         self.get_logger().info(f"round {self.rounds_done + 1} starting: {decision.reason}")
         fed = None if decision.bn_only else self.inputs.watermark()
         threading.Thread(target=self._run_round, args=(fed,), name="tuning-round",
@@ -251,7 +207,7 @@ class TunerNode(Node):
 
     def _run_round(self, fed: tuple[int, int] | None) -> None:
         """Worker thread: train, validate, save, swap. Never raises."""
-        engine = self.engine
+        engine, ops = self.engine, self.ops
         assert engine is not None
         try:
             # the version is fixed before the round: the engine keys its bookkeeping by it
@@ -262,26 +218,22 @@ class TunerNode(Node):
             if fed is not None:  # its labels are in the engine's replay now: never again new
                 self.registry.write_tuner_state(*fed)
                 self._watermark["trained_through"] = fed[0]
-            self.state = TunerStatus.STATE_VALIDATING
+            ops.state = TunerStatus.STATE_VALIDATING
             if not result.accepted:
-                self.reason = (f"candidate rejected: val {result.val_accuracy:.3f} < "
-                               f"{result.baseline_val_accuracy:.3f}")
-                self.get_logger().warn(self.reason)
-                self.state = TunerStatus.STATE_IDLE
+                ops.reason = (f"candidate rejected: val {result.val_accuracy:.3f} < "
+                              f"{result.baseline_val_accuracy:.3f}")
+                self.get_logger().warn(ops.reason)
+                ops.state = TunerStatus.STATE_IDLE
                 return
             cand = result.candidate
             path = self.registry.save(cand, extra={"policy": self.policy_name,
                                                    "val_accuracy": result.val_accuracy})
-            self.state = TunerStatus.STATE_SWAPPING
-            ok, why, _ = self._swap(path, cand.version)
+            ops.state = TunerStatus.STATE_SWAPPING
+            ok, why, _ = self._serve(cand, path, "swap answer")
             if not ok:
-                self._set_error(f"swap to v{cand.version} failed: {why}; kept at {path}")
+                ops.set_error(f"swap to v{cand.version} failed: {why}; kept at {path}")
                 return
-            with self._lock:
-                self._deploy(cand, cand.version, "swap answer")
-                self._swapping = 0
-            self._activated(cand.version, path)
-            self.state = TunerStatus.STATE_IDLE
+            ops.state = TunerStatus.STATE_IDLE
             self.get_logger().info(
                 f"round {self.rounds_done} done in {result.duration_s:.1f} s: swapped to "
                 f"v{cand.version} (val {result.val_accuracy:.3f} vs "
@@ -289,31 +241,22 @@ class TunerNode(Node):
                 f"{result.n_pseudo} pseudo, frozen {list(result.frozen_groups)})")
         except Exception as exc:  # a failed round must leave the node serving and answering
             self.guard.record("round", exc)
-            self._set_error(f"round failed: {type(exc).__name__}: {printable(exc, 200)}")
+            ops.set_error(f"round failed: {type(exc).__name__}: {printable(exc, 200)}")
         finally:
-            with self._lock:
-                self._op, self._swapping = None, 0
+            ops.finish()
 
-    def _swap(self, path: Path, version: int) -> tuple[bool, str, int]:
-        """Ask perception to serve ``path`` as ``version``; (success, message, active). Until
-        the caller deploys and clears ``_swapping``, model_info of this version is left to it."""
-        if not self.swap_client.wait_for_service(timeout_sec=self.swap_timeout):
-            return False, f"swap service {self.swap_client.srv_name} not available", 0
-        with self._lock:
-            self._swapping = version
-        req = SwapWeights.Request(checkpoint_path=str(path), version=version)
-        future = self.swap_client.call_async(req)
-        deadline = time.monotonic() + self.swap_timeout
-        while not future.done() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        res = future.result() if future.done() else None
-        if res is None:
-            self.counts["swaps_failed"] += 1
-            return False, f"no answer in {self.swap_timeout:.0f} s", 0
-        if not res.success or int(res.active_version) != version:
-            self.counts["swaps_failed"] += 1
-            return False, printable(res.message, 300), int(res.active_version)
-        return True, printable(res.message, 300), int(res.active_version)
+    def _serve(self, bundle: ModelBundle, path: Path, source: str) -> tuple[bool, str, int]:
+        """Perception serves ``path`` as ``bundle.version`` (its validated swap), then the
+        engine and the persisted pointer say so; (success, message, perception's active)."""
+        version = bundle.version
+        ok, why, active = self.ops.swap(self.swap_client, path, version,
+                                       self.settings.swap_timeout_s)
+        if ok:
+            with self.ops.lock:
+                self._deploy(bundle, version, source)
+                self.ops.swapping = 0
+            self._activated(version, path)
+        return ok, why, active
 
     def _activated(self, version: int, path: Path) -> None:
         """Persist the pointer perception starts from, then apply retention."""
@@ -327,32 +270,25 @@ class TunerNode(Node):
         self.get_logger().info(f"round {self.rounds_done + 1}: {line}",
                                throttle_duration_sec=2.0)
 
-    def _set_error(self, why: str) -> None:
-        self.state, self.last_error, self.reason = TunerStatus.STATE_ERROR, why, why
-        self.get_logger().error(why)
-
     # --- services ------------------------------------------------------------------------
     @property
     def busy(self) -> bool:
         """A round or a rollback is running (one at a time)."""
-        with self._lock:
-            return self._op is not None
-
-    def _busy_message(self) -> str:
-        return (f"refused: {self._op} is running "
-                f"({time.monotonic() - self._op_started:.0f} s); one at a time")
+        return self.ops.busy
 
     def _on_force(self, _req: Trigger.Request, res: Trigger.Response) -> Trigger.Response:
-        with self._lock:
-            self.counts["force_calls"] += 1
+        ops = self.ops
+        with ops.lock:
+            ops.counts["force_calls"] += 1
             engine = self.engine
             res.success = False
+            busy = ops.busy_message()
             if self.paused:
                 res.message = "refused: tuning is paused (call ~/pause false)"
             elif engine is None:
                 res.message = "refused: no base model yet (no model_info)"
-            elif self._op is not None:
-                res.message = self._busy_message()
+            elif busy is not None:
+                res.message = busy
             else:
                 now = self._now()
                 self.inputs.feed(engine, now)
@@ -360,35 +296,37 @@ class TunerNode(Node):
                 if not decision.tune:
                     res.message = f"refused: {decision.reason}"
                 else:
-                    self.reason = decision.reason
+                    ops.reason = decision.reason
                     self._start_round(decision)
-                    res.success, res.message = True, f"{self._op} started"
+                    res.success, res.message = True, f"{ops.name} started"
             if not res.success:
-                self.counts["force_refused"] += 1
+                ops.counts["force_refused"] += 1
         self.get_logger().info(f"force_tune: {res.message}")
         return res
 
     def _on_pause(self, req: SetBool.Request, res: SetBool.Response) -> SetBool.Response:
-        with self._lock:
+        with self.ops.lock:
             self.paused = bool(req.data)
-            running = " (the running round finishes)" if self._op and self.paused else ""
+            running = " (the running round finishes)" if self.ops.name and self.paused else ""
             res.success = True
             res.message = ("paused: no new round starts" + running) if self.paused \
                 else "resumed"
-            if not self.paused and self.state == TunerStatus.STATE_PAUSED:
-                self.state = TunerStatus.STATE_IDLE
+            if not self.paused and self.ops.state == TunerStatus.STATE_PAUSED:
+                self.ops.state = TunerStatus.STATE_IDLE
         self.get_logger().info(f"pause: {res.message}")
         return res
 
     def _on_rollback(self, req: Rollback.Request, res: Rollback.Response
                      ) -> Rollback.Response:
         """Serve an earlier kept version again, through perception's validated swap."""
-        with self._lock:
+        ops = self.ops
+        with ops.lock:
             res.success, res.active_version = False, self.active_version
+            busy, started = ops.busy_message(), False
             if self.engine is None:
                 res.message = "refused: no model serving yet (no model_info)"
-            elif self._op is not None:
-                res.message = self._busy_message()
+            elif busy is not None:
+                res.message = busy
             else:
                 try:
                     version, path = self.registry.rollback_target(int(req.version),
@@ -396,46 +334,43 @@ class TunerNode(Node):
                 except RegistryError as exc:
                     res.message = f"refused: {exc}"
                 else:
-                    self._op, self._op_started = f"rollback to v{version}", time.monotonic()
-            if self._op is None or not self._op.startswith("rollback"):
-                self.counts["rollbacks_refused"] += 1
+                    ops.start(f"rollback to v{version}")
+                    started = True
+            if not started:  # refused (busy: another round or rollback runs; leave it alone)
+                ops.counts["rollbacks_refused"] += 1
                 self.get_logger().warn(f"rollback: {res.message}")
                 return res
         try:
             bundle = load_checkpoint(path)
             bundle.version = version
-            ok, why, active = self._swap(path, version)
+            ok, why, active = self._serve(bundle, path, "rollback")
             if ok:
-                with self._lock:
-                    self._deploy(bundle, version, "rollback")
-                    self._swapping = 0
-                self._activated(version, path)
-                self.counts["rollbacks"] += 1
+                ops.counts["rollbacks"] += 1
                 res.success, res.active_version = True, version
                 res.message = f"rolled back to v{version}: {why}"
             else:
-                self.counts["rollbacks_refused"] += 1
+                ops.counts["rollbacks_refused"] += 1
                 res.active_version = active or self.active_version
                 res.message = f"rollback to v{version} refused by perception: {why}"
         except (CheckpointError, OSError) as exc:
-            self.counts["rollbacks_refused"] += 1
+            ops.counts["rollbacks_refused"] += 1
             res.message = f"rollback to v{version} refused: {printable(exc, 300)}"
         finally:
-            with self._lock:
-                self._op, self._swapping = None, 0
+            ops.finish()
         self.get_logger().info(f"rollback: {res.message}")
         return res
 
     # --- outputs -------------------------------------------------------------------------
     def status_dict(self) -> dict:
-        s = self.engine.status() if self.engine is not None else {}
+        s, ops = (self.engine.status() if self.engine is not None else {}), self.ops
         return {**s, "changes_detected": self.inputs.changes_detected,
-                "max_change_score": self.inputs.max_change_score, "state": self.state,
-                "reason": self.reason, "paused": self.paused, "operation": self._op or "",
+                "max_change_score": self.inputs.max_change_score, "state": ops.state,
+                "reason": ops.reason, "paused": self.paused, "operation": ops.name or "",
                 "active_version": self.active_version, "rounds_done": self.rounds_done,
                 "trained_through": self._watermark["trained_through"],
                 "last_round_duration": self.last_duration, "last_val_accuracy": self.last_val,
-                "last_error": self.last_error, **self.counts, **self.guard.values()}
+                "last_error": ops.last_error, **ops.counts, **self.counts,
+                **self.guard.values()}
 
     def _publish_status(self) -> None:
         msg = status_message(self.status_dict(), self.policy_name, self.registry.kept())
@@ -445,20 +380,13 @@ class TunerNode(Node):
     def _diagnose(self) -> tuple[bytes, str, dict]:
         s = self.status_dict()
         return diagnosis(s, self.inputs.seconds_since_frame(self._now()),
-                         ready=self.engine is not None, no_frames_warn_s=self.no_frames_warn_s,
+                         ready=self.engine is not None,
+                         no_frames_warn_s=self.settings.no_frames_warn_s,
                          failures=self.guard.total())
 
     def destroy_node(self) -> None:
         self.store.close()
         super().destroy_node()
-
-
-def _refuse(*args) -> object:
-    """A service callback that raised still answers: success false with the cause."""
-    res, exc = args[-2], args[-1]
-    res.success = False
-    res.message = f"failed: {type(exc).__name__}: {printable(exc, 200)}"
-    return res
 
 
 def main(args: list[str] | None = None) -> int:

@@ -1,26 +1,35 @@
-"""The tuner's learning parameters as declared, described, validated ROS parameters.
+"""The tuner node's parameters as declared, described, validated ROS parameters.
 
-Two families, both with their defaults taken from the core (one source of truth, shared with the
-benchmark), so the code and ``ros2 param describe`` can never disagree on a default:
+Three families, declared in this order:
 
-* training knobs (``epochs``, ``learning_rate``, ...) from :class:`TrainConfig`;
+* the node's own settings (:class:`TunerSettings`: where the store and models live, the poll
+  period, the swap service, ...);
+* training knobs (``epochs``, ``learning_rate``, ...) with the defaults of :class:`TrainConfig`;
 * policy knobs, named ``<policy>.<argument>`` after the policy class whose constructor takes
   them (``lazytune.max_wait_s``, ``periodic.period_s``, ``etuner.adapt_shift``; etuner is
   LazyTune plus its own, so it reads ``lazytune.*`` too). Every knob of every policy is
   declared whatever the chosen policy, so a YAML file can hold them all; only the chosen
   policy's reach ``make_policy``, whose constructor checks them once more.
+
+Learning defaults come from the core (one source of truth, shared with the benchmark), so the
+code and ``ros2 param describe`` can never disagree on a default. Every parameter is read once
+at start-up, so every one is declared ``read_only``: ``ros2 param set`` is refused with a
+reason instead of answering success and changing nothing.
 """
 
 from __future__ import annotations
 
 import inspect
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 from rclpy.node import Node
 
 from etuner_ros.core.policies import POLICY_NAMES, Policy, make_policy
 from etuner_ros.core.trainer import TrainConfig
+from etuner_ros.core.tuner_config import TunerConfig
 from etuner_ros.ros.params import ParameterError, declare
+from etuner_ros.ros.qos import RELIABILITY_CHOICES
 
 #: declared with defaults from the core's TrainConfig, not listed in config/etuner.yaml
 TRAINING_PARAMETERS = ("epochs", "learning_rate", "replay_size", "holdout_fraction")
@@ -42,6 +51,60 @@ _POLICY_DOC: dict[str, tuple[str, float | None, float | None]] = {
     "adapt_shift": ("input-statistics shift that triggers a BatchNorm-only round", 0.001,
                     100.0),
 }
+
+
+@dataclass(frozen=True)
+class TunerSettings:
+    """The tuner node's own parameters, as :func:`declare_settings` read them."""
+
+    data_dir: Path            # expanded
+    store_file: str
+    policy: str
+    poll_period_s: float
+    swap_service: str
+    swap_timeout_s: float
+    torch_threads: int
+    drift_every_n: int
+    image_reliability: str
+    keep_checkpoints: int
+    no_frames_warn_s: float
+
+
+def declare_settings(node: Node) -> TunerSettings:
+    """Declare the node's own parameters on ``node`` and read them."""
+    return TunerSettings(
+        data_dir=Path(declare(node, "data_dir", "~/.local/share/etuner_ros",
+                              "directory of the sample store and checkpoints",
+                              read_only=True)).expanduser(),
+        store_file=declare(node, "store_file", "samples.db",
+                           "SQLite sample store written by label_collector, relative to "
+                           "data_dir", read_only=True),
+        policy=declare(node, "policy", "immediate", "when and how to fine-tune",
+                       choices=POLICY_NAMES, read_only=True),
+        poll_period_s=float(declare(node, "poll_period_s", 1.0, "how often new samples are "
+                                    "read and the policy asked", minimum=0.05, maximum=3600.0,
+                                    read_only=True)),
+        swap_service=declare(node, "swap_service", "perception/swap_weights",
+                             "perception's SwapWeights service (relative names remap)",
+                             read_only=True),
+        swap_timeout_s=declare(node, "swap_timeout_s", 30.0,
+                               "how long to wait for perception to answer a swap",
+                               minimum=1.0, maximum=600.0, read_only=True),
+        torch_threads=int(declare(node, "torch_threads", 1, "CPU threads torch may use for "
+                                  "tuning", minimum=1, maximum=64, read_only=True)),
+        drift_every_n=int(declare(node, "drift_every_n", TunerConfig().drift_every,
+                                  "the change detector embeds every n-th camera frame (every "
+                                  "frame feeds BatchNorm adaptation)", minimum=1, maximum=1000,
+                                  read_only=True)),
+        image_reliability=declare(node, "image_reliability", "best_effort",
+                                  "QoS reliability of the image subscription",
+                                  choices=RELIABILITY_CHOICES, read_only=True),
+        keep_checkpoints=int(declare(node, "keep_checkpoints", 5, "newest model versions kept "
+                                     "on disk (the base and the active one are always kept)",
+                                     minimum=1, maximum=1000, read_only=True)),
+        no_frames_warn_s=declare(node, "no_frames_warn_s", 10.0,
+                                 "WARN on /diagnostics after this long without a camera frame "
+                                 "(ROS time)", minimum=0.5, maximum=86400.0, read_only=True))
 
 
 def _arguments() -> dict[str, list[tuple[str, str, object]]]:
