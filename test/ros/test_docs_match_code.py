@@ -105,7 +105,7 @@ def test_config_yaml_sections_match_declared_parameters(nodes):
 
 # Every parameter of these nodes that a run-time `ros2 param set` may change, the value a test
 # sets and where the node reads it; all others must be read-only, so such a set is refused
-# instead of being accepted and ignored (the tuner's parameters are not covered here).
+# instead of being accepted and ignored.
 RUN_TIME = {
     ("perception", "publish_annotated"): (False, lambda n: n.annotate),
     ("perception", "no_frames_warn_s"): (7.5, lambda n: n.no_frames_warn_s),
@@ -121,7 +121,7 @@ def test_run_time_parameters_take_effect_and_the_rest_are_read_only(nodes):
     text = (REPO / "README.md").read_text()
     start = text.index("Every parameter is declared")
     paragraph = text[start:text.index("\n\n", start)]
-    writable = {(name, p) for name, node in nodes.items() if name != "tuner"
+    writable = {(name, p) for name, node in nodes.items()
                 for p in set(node._parameters) - {"use_sim_time", "start_type_description_service"}
                 if not node.describe_parameter(p).read_only}
     assert writable == set(RUN_TIME), (f"writable but read once (make them read_only): "
