@@ -34,7 +34,7 @@ from rclpy.time import Time
 from sensor_msgs.msg import Image, RegionOfInterest
 
 from etuner_ros.core.checkpoint import MAX_VERSION, CheckpointError
-from etuner_ros.core.model import SUPPORTED_ARCHS, ModelBundle
+from etuner_ros.core.model import ModelBundle
 from etuner_ros.core.regions import classify_regions
 from etuner_ros.core.registry import load_start_model
 from etuner_ros.core.text import printable
@@ -48,9 +48,10 @@ from etuner_ros.ros.image import (
     image_to_rgb,
     rgb_to_image,
 )
-from etuner_ros.ros.params import ParameterError, declare
+from etuner_ros.ros.params import ParameterError
+from etuner_ros.ros.perception_params import declare_settings
 from etuner_ros.ros.perception_status import PerceptionState, verdict
-from etuner_ros.ros.qos import RELIABILITY_CHOICES, image_qos, latched_qos, reliable_qos
+from etuner_ros.ros.qos import image_qos, latched_qos, reliable_qos
 from etuner_ros.ros.region_feed import RegionFeed
 from etuner_ros.ros.region_input import Region
 from etuner_ros.ros.run import run_node
@@ -63,54 +64,20 @@ class PerceptionNode(LifecycleNode):
 
     def __init__(self, **kwargs) -> None:
         super().__init__("perception", **kwargs)
-        self.arch = declare(self, "architecture", "mobilenet_v3_small",
-                            "torchvision classifier architecture of the served model",
-                            choices=SUPPORTED_ARCHS, read_only=True)
-        ckpt = declare(self, "checkpoint", "", "path of the starting checkpoint (required)",
-                       read_only=True)
-        self._models_dir = Path(declare(
-            self, "data_dir", "~/.local/share/etuner_ros", "the tuner's models/active.json "
-            "here names the model to start from (else 'checkpoint')",
-            read_only=True)).expanduser() / "models"
-        reliability = declare(self, "image_reliability", "best_effort",
-                              "QoS reliability of the image subscription",
-                              choices=RELIABILITY_CHOICES, read_only=True)
-        depth = declare(self, "image_queue_depth", 2,
-                        "image subscription queue depth; small keeps latency low", minimum=1,
-                        maximum=100, read_only=True)
-        self.annotate = declare(self, "publish_annotated", True,
-                                "publish detections/image with the prediction drawn on it "
-                                "(only while it has subscribers)",
-                                on_set=lambda v: setattr(self, "annotate", v))
-        threads = declare(self, "torch_threads", 1,
-                          "CPU threads torch may use for inference (with the tuner's "
-                          "torch_threads, at most the CPU cores, so a round cannot starve it)",
-                          minimum=1, maximum=64, read_only=True)
-        self.no_frames_warn_s = declare(self, "no_frames_warn_s", 5.0,
-                                        "while active, warn (log and /diagnostics) when no "
-                                        "frame arrived for this many seconds of ROS time",
-                                        minimum=0.5, maximum=3600.0,
-                                        on_set=lambda v: setattr(self, "no_frames_warn_s", v))
-        self.feed = RegionFeed(self, int(depth))
+        cfg = declare_settings(self)  # also self.annotate and self.no_frames_warn_s
+        self.arch, self._ckpt, self._models_dir = cfg.arch, cfg.checkpoint, cfg.models_dir
+        self.autostart = cfg.autostart
+        self.feed = RegionFeed(self, cfg.image_queue_depth)
         self._group = MutuallyExclusiveCallbackGroup()  # frames and boxes: one at a time
         self.forwards = self.regions = 0
-        torch.set_num_threads(int(threads))
+        torch.set_num_threads(cfg.torch_threads)
         cores = os.cpu_count() or 1
-        if int(threads) >= cores:
+        if cfg.torch_threads >= cores:
             self.get_logger().warn(
-                f"torch_threads {threads} uses all {cores} CPU cores: a tuning round will "
-                "compete with inference (keep perception's + the tuner's torch_threads <= "
-                "cores)")
-
-        self.autostart = declare(self, "autostart", True,
-                                 "configure and activate at start-up (false: wait for a "
-                                 "lifecycle manager)", read_only=True)
-        if not ckpt:
-            raise ParameterError(
-                "perception: parameter 'checkpoint' is empty; give the starting model, e.g. one "
-                "made by `python -m etuner_ros.sim.pretrain`")
-        self._ckpt = str(Path(ckpt).expanduser())
-        self._qos = image_qos(reliability, int(depth))
+                f"torch_threads {cfg.torch_threads} uses all {cores} CPU cores: a tuning "
+                "round will compete with inference (keep perception's + the tuner's "
+                "torch_threads <= cores)")
+        self._qos = image_qos(cfg.image_reliability, cfg.image_queue_depth)
         self._guard = CallbackGuard(self)
         self._bundle: ModelBundle | None = None
         self._bundle_path = ""
