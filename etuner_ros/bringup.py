@@ -139,7 +139,7 @@ def make_nodes(sim: bool, namespace: str = "", world: str = "objects") -> list[N
     try:
         for factory in factories:
             nodes.append(factory(namespace=namespace))
-    except Exception:
+    except BaseException:  # a bad parameter or Ctrl-C half-way: no node is left behind
         for n in nodes:
             n.destroy_node()
         raise
@@ -190,6 +190,10 @@ def main(argv: list[str] | None = None) -> int:
         log.fatal(str(exc))
         rclpy.try_shutdown()
         return 2
+    except KeyboardInterrupt:  # Ctrl-C while the nodes were still starting: a clean stop
+        log.info("interrupted while starting")
+        rclpy.try_shutdown()
+        return 0
     # torch's thread count is per process: in one process the last node's torch_threads wins
     # (the launch file's separate processes keep perception's and the tuner's apart).
     import torch

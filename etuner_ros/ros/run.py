@@ -108,10 +108,11 @@ def spin_until_shutdown(executor: Executor, name: str, stop: threading.Event | N
 def run_node(factory: Callable[[], Node], name: str, args: list[str] | None = None,
              threads: int = 1) -> int:
     """Init rclpy, build the node and spin it until Ctrl-C; a bad parameter is one fatal log
-    line and exit code 2, not a traceback. ``threads`` > 1 lets services answer while another
-    callback (an inference, a swap wait) is running; it uses :class:`QueueAwareExecutor`, not
-    rclpy's MultiThreadedExecutor, whose spin thread busy-loops while a callback waits for a
-    free worker (``ros/executor.py``). One thread needs no pool: a single-threaded executor."""
+    line and exit code 2, not a traceback, and Ctrl-C before the node is built exits 0.
+    ``threads`` > 1 lets services answer while another callback (an inference, a swap wait)
+    is running; it uses :class:`QueueAwareExecutor`, not rclpy's MultiThreadedExecutor, whose
+    spin thread busy-loops while a callback waits for a free worker (``ros/executor.py``).
+    One thread needs no pool: a single-threaded executor."""
     use_default_transport_profile()
     rclpy.init(args=args)
     try:
@@ -120,6 +121,10 @@ def run_node(factory: Callable[[], Node], name: str, args: list[str] | None = No
         rclpy.logging.get_logger(name).fatal(str(exc))
         rclpy.try_shutdown()
         return 2
+    except KeyboardInterrupt:  # Ctrl-C while the node was still starting: a clean stop
+        rclpy.logging.get_logger(name).info("interrupted while starting")
+        rclpy.try_shutdown()
+        return 0
     executor: Executor = (QueueAwareExecutor(num_threads=threads) if threads > 1
                           else SingleThreadedExecutor())
     executor.add_node(node)

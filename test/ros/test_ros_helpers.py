@@ -135,3 +135,33 @@ def test_declare_refuses_wrong_types(context):
             declare(node, "fps", 10.0, "frames per second")
     finally:
         node.destroy_node()
+
+
+def test_ctrl_c_while_a_node_is_still_starting_is_a_clean_exit(tmp_path):
+    """run_node: Ctrl-C inside the node's constructor (a slow model load, say) exits 0 with one
+    log line, not a KeyboardInterrupt traceback."""
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    from harness import wait_for
+
+    code = ("import time\n"
+            "from etuner_ros.ros.run import run_node\n"
+            "def slow():\n"
+            "    print('building', flush=True)\n"
+            "    time.sleep(60)\n"
+            "raise SystemExit(run_node(slow, 'slow_start'))\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()
+    try:
+        wait_for(lambda: "building" in "".join(lines), 30.0, "the node to start building")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(15) == 0, "".join(lines)
+    finally:
+        proc.kill()
+    out = "".join(lines)
+    assert "Traceback" not in out and "interrupted while starting" in out, out
