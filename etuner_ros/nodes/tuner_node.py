@@ -90,7 +90,8 @@ class TunerNode(Node):
         self._base: tuple[int, str] | None = None
         self.inputs = TunerInputs(self.store, self._watermark["trained_through"],
                                   self._watermark["unlabelled_through"],
-                                  self.config.unlabelled_capacity, self.guard, self.get_logger())
+                                  self.config.unlabelled_capacity, self.guard, self.get_logger(),
+                                  self.settings.crop_context)
 
         g = self.guard.wrap
         services = ReentrantCallbackGroup()
@@ -169,8 +170,8 @@ class TunerNode(Node):
         self.get_logger().info(f"resumed: {len(replay)} replay + {len(recent)} validation "
                                f"samples from the store, training after id {w}")
 
-    def _on_detections(self, _msg: DetectionArray) -> None:
-        self.inputs.add_detections()
+    def _on_detections(self, msg: DetectionArray) -> None:
+        self.inputs.add_detections(msg)
 
     def _on_image(self, msg: Image) -> None:
         """Buffered for the tick; a slow tick or a large camera drops the oldest, counted."""

@@ -26,6 +26,7 @@ from pathlib import Path
 from rclpy.node import Node
 
 from etuner_ros.core.policies import POLICY_NAMES, Policy, make_policy
+from etuner_ros.core.regions import CROP_CONTEXT
 from etuner_ros.core.trainer import TrainConfig
 from etuner_ros.core.tuner_config import TunerConfig
 from etuner_ros.ros.params import ParameterError, declare
@@ -68,6 +69,7 @@ class TunerSettings:
     image_reliability: str
     keep_checkpoints: int
     no_frames_warn_s: float
+    crop_context: float
 
 
 def declare_settings(node: Node) -> TunerSettings:
@@ -104,7 +106,11 @@ def declare_settings(node: Node) -> TunerSettings:
                                      minimum=1, maximum=1000, read_only=True)),
         no_frames_warn_s=declare(node, "no_frames_warn_s", 10.0,
                                  "WARN on /diagnostics after this long without a camera frame "
-                                 "(ROS time)", minimum=0.5, maximum=86400.0, read_only=True))
+                                 "(ROS time)", minimum=0.5, maximum=86400.0, read_only=True),
+        crop_context=float(declare(node, "crop_context", CROP_CONTEXT,
+                                   "share of a box added around the crops of the camera frames "
+                                   "the engine adapts to (must equal perception's)",
+                                   minimum=0.0, maximum=1.0, read_only=True)))
 
 
 def _arguments() -> dict[str, list[tuple[str, str, object]]]:
