@@ -153,22 +153,26 @@ def run(nodes: list[Node], duration: float = 0.0, threads: int = 4) -> int:
     why): one node's failure never ends the others. Returns the exit code. The executor is
     :class:`QueueAwareExecutor` (rclpy's MultiThreadedExecutor busy-loops while a callback waits
     for a free worker: ``ros/executor.py``)."""
-    executor = QueueAwareExecutor(num_threads=threads)
-    for n in nodes:
-        executor.add_node(n)
-    stop = threading.Event()
-    if duration > 0:
-        def _end() -> None:
-            stop.set()
-            executor.shutdown()
-
-        timer = threading.Timer(duration, _end)
-        timer.daemon = True
-        timer.start()
+    executor: QueueAwareExecutor | None = None
     try:
+        executor = QueueAwareExecutor(num_threads=threads)
+        for n in nodes:
+            executor.add_node(n)
+        stop = threading.Event()
+        if duration > 0:
+            def _end() -> None:
+                stop.set()
+                executor.shutdown()
+
+            timer = threading.Timer(duration, _end)
+            timer.daemon = True
+            timer.start()
         return spin_until_shutdown(executor, "bringup", stop)
+    except KeyboardInterrupt:  # Ctrl-C before spinning began: a clean stop
+        return 0
     finally:
-        executor.shutdown()
+        if executor is not None:
+            executor.shutdown()
         for n in nodes:
             n.destroy_node()
 

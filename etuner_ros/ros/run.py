@@ -115,23 +115,26 @@ def run_node(factory: Callable[[], Node], name: str, args: list[str] | None = No
     One thread needs no pool: a single-threaded executor."""
     use_default_transport_profile()
     rclpy.init(args=args)
+    node: Node | None = None
+    executor: Executor | None = None
     try:
-        node = factory()
-    except ParameterError as exc:
-        rclpy.logging.get_logger(name).fatal(str(exc))
-        rclpy.try_shutdown()
-        return 2
-    except KeyboardInterrupt:  # Ctrl-C while the node was still starting: a clean stop
+        # The executor first: a node logs while it starts, and a Ctrl-C that follows must not
+        # land in rclpy's Executor constructor (a half-made one fails in __del__, printed).
+        executor = (QueueAwareExecutor(num_threads=threads) if threads > 1
+                    else SingleThreadedExecutor())
+        try:
+            node = factory()
+        except ParameterError as exc:
+            rclpy.logging.get_logger(name).fatal(str(exc))
+            return 2
+        executor.add_node(node)
+        return spin_until_shutdown(executor, name)
+    except KeyboardInterrupt:  # Ctrl-C before spinning (the node still starting): clean stop
         rclpy.logging.get_logger(name).info("interrupted while starting")
-        rclpy.try_shutdown()
         return 0
-    executor: Executor = (QueueAwareExecutor(num_threads=threads) if threads > 1
-                          else SingleThreadedExecutor())
-    executor.add_node(node)
-    try:
-        code = spin_until_shutdown(executor, name)
     finally:
-        executor.shutdown()
-        node.destroy_node()
+        if executor is not None:
+            executor.shutdown()
+        if node is not None:
+            node.destroy_node()
         rclpy.try_shutdown()
-    return code
