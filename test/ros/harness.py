@@ -26,6 +26,7 @@ from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile
 
 from etuner_ros.ros.executor import QueueAwareExecutor
+from etuner_ros.ros.stamps import stamp_ns
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -110,6 +111,11 @@ class Nodes:
             node.destroy_node()
         rclpy.shutdown(context=self.context)
         assert not self.errors, f"a node callback raised: {self.errors!r}"
+
+
+def stamp_of(msg: Any) -> int:
+    """A message's header stamp as the nodes key it (``ros/stamps.stamp_ns``)."""
+    return stamp_ns(msg.header.stamp)
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:

@@ -35,7 +35,7 @@ from etuner_ros.ros.qos import image_qos, latched_qos, reliable_qos
 from etuner_ros.sim.caregiver import Caregiver
 from etuner_ros.sim.world import SyntheticWorld
 
-from harness import Nodes, Probe, _installed, wait_for
+from harness import Nodes, Probe, _installed, stamp_of, wait_for
 
 FPS, PER_SCENARIO, SCENARIOS = 30.0, 6, 7
 FAST = {"fps": FPS, "frames_per_scenario": PER_SCENARIO, "seed": 3}  # 42 frames, 1.4 s
@@ -53,9 +53,6 @@ def sut() -> Iterator[Nodes]:
     yield (n := Nodes(NS))
     n.close()
 
-
-def _stamp(header: Header) -> tuple[int, int]:
-    return header.stamp.sec, header.stamp.nanosec
 
 
 def test_camera_streams_frames_with_truth_at_fps(probe: Probe, sut: Nodes) -> None:
@@ -75,11 +72,11 @@ def test_camera_streams_frames_with_truth_at_fps(probe: Probe, sut: Nodes) -> No
     wait_for(lambda: len(truths) >= total - 10 and len(images) >= total - 10, 3.0,
              "most frames (only those before discovery may be missed)")
 
-    by_stamp = {_stamp(t.header): t for t in truths}
+    by_stamp = {stamp_of(t): t for t in truths}
     world = SyntheticWorld(3, image_size=(128, 96))
     expected = {f.index: f for f in world.stream(PER_SCENARIO)}
     for img in images:
-        truth = by_stamp[_stamp(img.header)]  # identical header: same stamp...
+        truth = by_stamp[stamp_of(img)]  # identical header: same stamp...
         assert img.header == truth.header and img.header.frame_id == "test_frame"  # ...and id
         assert (img.width, img.height, img.encoding) == (128, 96, "rgb8")
         frame = expected[truth.frame_index]
@@ -131,7 +128,7 @@ def test_caregiver_corrects_and_scores(probe: Probe, sut: Nodes) -> None:
             name = truth.class_name if right else f"not_{truth.class_name}"
             msg.detections = [Detection(class_name="decoy", score=0.1),
                               Detection(class_name=name, score=0.8)]
-        sent[_stamp(truth.header)] = (truth, right)
+        sent[stamp_of(truth)] = (truth, right)
         det_pub.publish(msg)
 
     probe.node.create_subscription(SimGroundTruth, "sim/ground_truth", perceive, reliable_qos(50))
@@ -144,16 +141,16 @@ def test_caregiver_corrects_and_scores(probe: Probe, sut: Nodes) -> None:
              5.0, "caregiver pairing most frames")
     time.sleep(0.3)
 
-    image_stamps = {_stamp(i.header) for i in images}
+    image_stamps = {stamp_of(i) for i in images}
     replay = Caregiver(0.5, 5, 1.0).feedback  # its choice depends on the frame only
     expected = {k for k, (t, _) in sent.items() if replay(t.class_name, None, key=t.frame_index)}
-    got = {_stamp(c.header) for c in corrections}
+    got = {stamp_of(c) for c in corrections}
     assert got <= expected and len(got) >= len(expected) - 10
     assert 0.3 < len(got) / len(sent) < 0.7, "fraction 0.5 roughly respected"
     first_image = min(image_stamps)  # frames before the image subscription matched are unseen
     for c in corrections:
-        truth, right = sent[_stamp(c.header)]
-        assert _stamp(c.header) in image_stamps or _stamp(c.header) < first_image
+        truth, right = sent[stamp_of(c)]
+        assert stamp_of(c) in image_stamps or stamp_of(c) < first_image
         assert c.header == truth.header and c.true_class == truth.class_name
         assert c.confirms is right and c.source == "test_giver" and not c.has_box
 

@@ -22,7 +22,7 @@ import pytest
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import Image
-from std_msgs.msg import Bool, Header
+from std_msgs.msg import Bool
 
 from etuner_ros.core.checkpoint import save_checkpoint
 from etuner_ros.core.model import ModelBundle, build_model
@@ -40,7 +40,7 @@ from etuner_ros.sim.detector import SimDetector
 from etuner_ros.sim.rooms import RoomWorld
 from etuner_ros.sim.scoring import region_key
 
-from harness import Bringup, Nodes, Probe, _installed, wait_for
+from harness import Bringup, Nodes, Probe, _installed, stamp_of, wait_for
 
 FPS, PER_SCENARIO, SCENARIOS = 30.0, 6, 7
 ROOMS = {"fps": FPS, "frames_per_scenario": PER_SCENARIO, "seed": 3, "world": "rooms",
@@ -59,9 +59,6 @@ def sut() -> Iterator[Nodes]:
     yield (n := Nodes(NS))
     n.close()
 
-
-def _stamp(header: Header) -> tuple[int, int]:
-    return header.stamp.sec, header.stamp.nanosec
 
 
 def _box(d: Detection) -> tuple[int, int, int, int]:
@@ -87,15 +84,15 @@ def test_rooms_camera_and_detector_publish_every_object_and_boxes_with_the_image
     world = RoomWorld(3, image_size=(128, 96))
     expected = {f.index: f for f in world.stream(PER_SCENARIO)}
     detector = SimDetector(2, false_rate=1.0)
-    truth_by_stamp = {_stamp(t.header): t for t in truths}
-    boxes_by_stamp = {_stamp(r.header): r for r in regions}
+    truth_by_stamp = {stamp_of(t): t for t in truths}
+    boxes_by_stamp = {stamp_of(r): r for r in regions}
     seen_objects = false_boxes = 0
     checked = 0
     for img in images:
-        if _stamp(img.header) not in truth_by_stamp or _stamp(img.header) not in boxes_by_stamp:
+        if stamp_of(img) not in truth_by_stamp or stamp_of(img) not in boxes_by_stamp:
             continue  # one of the three sent before the probe's subscription matched
         checked += 1
-        truth = truth_by_stamp[_stamp(img.header)]
+        truth = truth_by_stamp[stamp_of(img)]
         frame = expected[truth.frame_index]
         assert img.header == truth.header
         assert np.array_equal(image_to_rgb(img), frame.image)
@@ -107,7 +104,7 @@ def test_rooms_camera_and_detector_publish_every_object_and_boxes_with_the_image
         assert (truth.width, truth.height, truth.scenario) == (128, 96, frame.scenario)
         seen_objects += len(frame.objects)
 
-        boxes = boxes_by_stamp[_stamp(img.header)]  # sim_detector's answer, same header
+        boxes = boxes_by_stamp[stamp_of(img)]  # sim_detector's answer, same header
         assert boxes.header == img.header
         want = detector.detect(frame)  # over DDS exactly what it gives on the rendered frame
         assert [(_box(d), d.class_name, d.upstream_id) for d in boxes.detections] == \
@@ -142,7 +139,7 @@ def test_caregiver_labels_regions_by_index_and_never_a_false_box(probe: Probe,
         for d in found:
             name = d.truth_label if right and d.truth_label else f"not_{d.truth_label}"
             msg.detections.append(Detection(class_name=name, score=0.7, bbox=roi(d.box)))
-        sent[_stamp(truth.header)] = (truth, found, right)
+        sent[stamp_of(truth)] = (truth, found, right)
         det_pub.publish(msg)
 
     probe.node.create_subscription(SimGroundTruth, "sim/ground_truth", perceive,
@@ -164,12 +161,12 @@ def test_caregiver_labels_regions_by_index_and_never_a_false_box(probe: Probe,
             if d.truth_id is not None and replay(d.truth_label, None,
                                                  key=region_key(truth.frame_index, d.truth_id)):
                 expected.add((stamp, i))
-    got = {(_stamp(c.header), c.detection_index) for c in corrections}
+    got = {(stamp_of(c), c.detection_index) for c in corrections}
     assert got <= expected and len(got) >= len(expected) - 30
     assert 0.3 < len(got) / sum(d.truth_id is not None for _, f, _ in sent.values()
                                 for d in f) < 0.7, "fraction 0.5 of objects roughly respected"
     for c in corrections:
-        truth, found, right = sent[_stamp(c.header)]
+        truth, found, right = sent[stamp_of(c)]
         d = found[c.detection_index]
         assert d.truth_id is not None, "a false box was labelled"
         assert c.true_class == d.truth_label and c.header == truth.header
@@ -259,14 +256,14 @@ def test_bringup_world_rooms_end_to_end(tmp_path: Path) -> None:
 
     # The probe may miss what was sent before its subscriptions matched (under load, the first
     # seconds of the 7 s stream): compare what it got.
-    truth_at = {_stamp(t.header): t for t in truths}
-    boxes_at = {_stamp(b.header): b for b in boxes}
-    dets_at = {_stamp(d.header): d for d in dets}
+    truth_at = {stamp_of(t): t for t in truths}
+    boxes_at = {stamp_of(b): b for b in boxes}
+    dets_at = {stamp_of(d): d for d in dets}
     both = [dets_at[k] for k in dets_at if k in boxes_at]
     assert len(both) >= len(dets) - 8 and len(dets) >= 20, (len(both), len(dets))
     answered = 0
     for out in both:  # one Detection per sim_detector box, same order, upstream fields kept
-        upstream = boxes_at[_stamp(out.header)]
+        upstream = boxes_at[stamp_of(out)]
         assert [_box(d) for d in out.detections] == [_box(d) for d in upstream.detections]
         assert [d.upstream_class for d in out.detections] == \
             [d.class_name for d in upstream.detections]
@@ -275,11 +272,11 @@ def test_bringup_world_rooms_end_to_end(tmp_path: Path) -> None:
         assert all(d.class_name in names for d in out.detections)
         answered += len(out.detections)
     assert answered > len(both)  # several regions per frame
-    named = [c for c in corrections if _stamp(c.header) in dets_at and _stamp(c.header) in truth_at]
+    named = [c for c in corrections if stamp_of(c) in dets_at and stamp_of(c) in truth_at]
     assert len(named) >= len(corrections) - 8 and named
     for c in named:  # the region named covers an object of that class
-        region = dets_at[_stamp(c.header)].detections[c.detection_index]
-        truth = truth_at[_stamp(c.header)]
+        region = dets_at[stamp_of(c)].detections[c.detection_index]
+        truth = truth_at[stamp_of(c)]
         assert tuple(box_of(c.box)) == _box(region)
         best = max(truth.objects, key=lambda o: iou(_box(region), tuple(box_of(o.box))))
         assert best.class_name == c.true_class
