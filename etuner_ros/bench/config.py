@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from etuner_ros.bench.clock import DEVICE_FLOPS_PER_S, ROUND_FIXED_S
+from etuner_ros.core.label_memory import MemoryConfig
 from etuner_ros.core.policies import POLICY_NAMES
 from etuner_ros.core.trainer import TrainConfig
 from etuner_ros.core.tuner import TunerConfig
@@ -45,6 +46,7 @@ class BenchConfig:
     policies: tuple[str, ...] = POLICY_NAMES
     policy_params: dict = field(default_factory=lambda: {"periodic": {"period_s": 30.0}})
     tuner: TunerConfig = field(default_factory=TunerConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)  # policies with label_memory
     pretrain_frames: int = 1200      # synthetic: sim.pretrain's budget (cached per key)
     pretrain_epochs: int = 8
 

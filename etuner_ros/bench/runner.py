@@ -13,6 +13,13 @@ arriving meanwhile wait for the next one.
 Reported beside the clock, measured the same way for every policy: wall time of the rounds plus
 the tuner's drift/probe overhead (``tune_seconds``), the process CPU time of every call into the
 tuner (``cpu_seconds``), energy, and counted FLOPs of rounds plus overhead.
+
+Policies with ``label_memory`` serve as perception does with its label memory on
+(``core/label_memory.py``): a frame whose view matches a labelled one is answered with that
+label, and the caregiver sees (confirms or corrects) what was answered. Labels enter the memory
+when they reach the tuner (every ``label_period_s``), not earlier. Its work is inference, so it
+is not in the tuner's CPU time or FLOPs (keys and lookup against 512 entries: 0.4 ms per 8
+frames against 21 ms for the forward pass, one thread, measured here).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import torch
 
 from etuner_ros.bench.clock import round_seconds, seed_everything
 from etuner_ros.bench.config import BenchConfig
+from etuner_ros.core.label_memory import LabelMemory
 from etuner_ros.core.model import ModelBundle
 from etuner_ros.core.policies import make_policy
 from etuner_ros.core.store import Sample
@@ -48,6 +56,7 @@ class PolicyRun:
     status: dict
     wall_seconds: float      # the whole replay, inference included
     flops_by_kind: dict[str, float]  # training, pseudo-labelling, BN, probes, overhead, ...
+    memory_recalls: int = 0  # predictions answered by the label memory
 
 
 class _CpuMeter:
@@ -78,6 +87,7 @@ def run_policy(name: str, stream, start: ModelBundle, cfg: BenchConfig,
     policy = make_policy(name, **cfg.policy_params.get(name, {}))
     tuner = ContinualTuner(start.clone(), policy, cfg.tuner, seed=cfg.seed)
     deployed = tuner.deployed
+    memory = LabelMemory(cfg.memory) if policy.label_memory else None
     caregiver = caregiver_for(cfg)
     cpu = _CpuMeter()
     frames = stream.frames
@@ -112,10 +122,15 @@ def run_policy(name: str, stream, start: ModelBundle, cfg: BenchConfig,
                 if cut is not None:
                     i1 = cut
             idx = chunk[i0:i1]
-            ids, _ = deployed.predict([frames[i].image for i in idx])
-            for i, pid in zip(idx, ids, strict=True):
+            images = [frames[i].image for i in idx]
+            ids, _ = deployed.predict(images)
+            preds = [deployed.class_names[int(pid)] for pid in ids]
+            if memory is not None:
+                recalled = memory.recall(memory.keys(images), deployed.class_names,
+                                         pos[idx[0]] / cfg.fps)
+                preds = [r or p for r, p in zip(recalled, preds, strict=True)]
+            for i, pred in zip(idx, preds, strict=True):
                 f = frames[i]
-                pred = deployed.class_names[int(pid)]
                 correct[i] = pred == f.label
                 fb = caregiver.feedback(f.label, pred, key=f.index)
                 if fb is not None:
@@ -135,6 +150,9 @@ def run_policy(name: str, stream, start: ModelBundle, cfg: BenchConfig,
             tuner.observe_inference_rate(cfg.fps)
             if now >= next_delivery:
                 tuner.observe_labels(labels_out, now)
+                if memory is not None and labels_out:
+                    memory.add(memory.keys([s.image for s in labels_out]),
+                               [s.label for s in labels_out], now)
                 labels_out = []
                 next_delivery += cfg.label_period_s
             if swap is not None and swap[0] <= now:
@@ -183,7 +201,8 @@ def run_policy(name: str, stream, start: ModelBundle, cfg: BenchConfig,
     for kind, v in st.get("overhead_flops_by_kind", {}).items():
         by_kind[f"overhead_{kind}"] = by_kind.get(f"overhead_{kind}", 0.0) + v
     return PolicyRun(name, correct, rounds, tune_s, cpu.seconds, device_s, joules, source,
-                     flops, st, time.perf_counter() - t_start, by_kind)
+                     flops, st, time.perf_counter() - t_start, by_kind,
+                     memory.recalled if memory is not None else 0)
 
 
 def _ticks(pos: list[int], per_tick: int) -> Iterator[list[int]]:
@@ -213,4 +232,5 @@ def summarise(run: PolicyRun, stream, cfg: BenchConfig) -> dict:
             "merged": int(run.status.get("rounds_merged", 0)),
             "overhead_seconds": float(run.status.get("overhead_seconds", 0.0)),
             "wall_seconds": run.wall_seconds, "round_log": run.rounds,
+            "memory_recalls": run.memory_recalls,
             "policy_params": cfg.policy_params.get(run.name, {})}

@@ -38,7 +38,7 @@ def registry_streams() -> dict:
 
 
 _COST = {"immediate": 10, "immediate_adabn": 10, "simfreeze": 8, HINDSIGHT: 7, "periodic": 3,
-         "lazytune": 3, "etuner": 3, "adabn": 1, "none": 0}
+         "lazytune": 3, "etuner": 3, "adabn": 1, "adabn_memory": 1, "none": 0}
 
 
 ROOMS = "rooms"  # rooms with several objects through the simulated detector: one item a region

@@ -18,7 +18,7 @@ def obs(**kw) -> Observation:
 
 def test_registry_builds_every_policy_and_rejects_unknown():
     assert set(POLICY_NAMES) == {"none", "immediate", "periodic", "lazytune", "simfreeze",
-                                 "etuner", "adabn", "immediate_adabn"}
+                                 "etuner", "adabn", "immediate_adabn", "adabn_memory"}
     for name in POLICY_NAMES:
         p = make_policy(name)
         assert p.name == name
@@ -128,3 +128,15 @@ def test_immediate_adabn_is_immediate_plus_the_same_bn_rule():
     d = p.decide(obs(pending_labels=0, input_shift=0.8))
     assert d.tune and d.bn_only
     assert not p.decide(obs(pending_labels=0, input_shift=0.1)).tune
+
+
+def test_label_memory_goes_to_every_policy_that_uses_labels():
+    """The memory is a mechanism of its own: every labelled row has it (so no row's gain over
+    another is the memory), adabn_memory shows it without a training round, and the two
+    label-free rows stay without it."""
+    with_memory = {n for n in POLICY_NAMES if make_policy(n).label_memory}
+    assert with_memory == set(POLICY_NAMES) - {"none", "adabn"}
+    a, m = make_policy("adabn"), make_policy("adabn_memory")
+    assert m.label_free and m.adapts_bn
+    o = obs(input_shift=0.9)
+    assert a.decide(o) == m.decide(o)

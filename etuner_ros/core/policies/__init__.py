@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from etuner_ros.core.policies.adabn import AdaBNPolicy
+from etuner_ros.core.policies.adabn_memory import AdaBNMemoryPolicy
 from etuner_ros.core.policies.base import Decision, Observation, Policy
 from etuner_ros.core.policies.etuner import ETunerPolicy
 from etuner_ros.core.policies.immediate import ImmediatePolicy
@@ -21,6 +22,7 @@ _REGISTRY: dict[str, type[Policy]] = {
     "etuner": ETunerPolicy,
     "adabn": AdaBNPolicy,
     "immediate_adabn": ImmediateAdaBNPolicy,
+    "adabn_memory": AdaBNMemoryPolicy,
 }
 POLICY_NAMES: tuple[str, ...] = tuple(_REGISTRY)
 

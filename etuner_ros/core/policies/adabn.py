@@ -31,6 +31,7 @@ class AdaBNPolicy(Policy):
     name = "adabn"
     adapts_bn = True
     label_free = True
+    label_memory = False  # adabn_memory is this row with the caregiver's label memory
 
     def __init__(self, adapt_shift: float = ADAPT_SHIFT) -> None:
         self.adapt_shift = check_shift(adapt_shift)

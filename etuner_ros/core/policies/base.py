@@ -49,7 +49,10 @@ class Policy:
     ``adapts_bn``: the tuner tracks the camera's input statistics (``Observation.input_shift``)
     and runs the BN-only rounds the policy asks for. ``adabn_in_rounds``: every training round
     first re-estimates BN statistics on the newest camera frames. ``label_free``: the policy
-    never uses a label, not even to accept a candidate (its gate is label-free).
+    never trains on a label, not even to accept a candidate (its gate is label-free).
+    ``label_memory``: inference answers from the caregiver's labels for near-identical views
+    (``core/label_memory.py``); every policy that learns from labels has it, so no row's gain
+    over another is the memory.
     """
 
     name = "base"
@@ -59,6 +62,7 @@ class Policy:
     adapts_bn = False
     adabn_in_rounds = False
     label_free = False
+    label_memory = True
 
     def decide(self, obs: Observation) -> Decision:  # pragma: no cover - abstract
         raise NotImplementedError
