@@ -35,7 +35,7 @@ from sensor_msgs.msg import Image, RegionOfInterest
 
 from etuner_ros.core.checkpoint import MAX_VERSION, CheckpointError
 from etuner_ros.core.model import ModelBundle
-from etuner_ros.core.regions import classify_regions
+from etuner_ros.core.regions import crop
 from etuner_ros.core.registry import load_start_model
 from etuner_ros.core.text import printable
 from etuner_ros.msg import Detection, DetectionArray, ModelInfo
@@ -48,6 +48,7 @@ from etuner_ros.ros.image import (
     image_to_rgb,
     rgb_to_image,
 )
+from etuner_ros.ros.label_memory_feed import MemoryFeed
 from etuner_ros.ros.params import ParameterError
 from etuner_ros.ros.perception_params import declare_settings
 from etuner_ros.ros.perception_status import PerceptionState, verdict
@@ -55,6 +56,7 @@ from etuner_ros.ros.qos import image_qos, latched_qos, reliable_qos
 from etuner_ros.ros.region_feed import RegionFeed
 from etuner_ros.ros.region_input import Region
 from etuner_ros.ros.run import run_node
+from etuner_ros.ros.stamps import stamp_ns
 from etuner_ros.ros.weight_swap import checked_swap
 from etuner_ros.srv import SwapWeights
 
@@ -68,6 +70,7 @@ class PerceptionNode(LifecycleNode):
         self.arch, self._ckpt, self._models_dir = cfg.arch, cfg.checkpoint, cfg.models_dir
         self.autostart = cfg.autostart
         self.feed = RegionFeed(self, cfg.image_queue_depth)
+        self.memory = MemoryFeed(self)
         self._group = MutuallyExclusiveCallbackGroup()  # frames and boxes: one at a time
         self.forwards = self.regions = 0
         torch.set_num_threads(cfg.torch_threads)
@@ -166,6 +169,7 @@ class PerceptionNode(LifecycleNode):
                                              self._guard.wrap(self._on_image, "image"),
                                              self._qos, callback_group=self._group)
         self.feed.subscribe(self._guard.wrap(self._on_regions, "regions"), self._group)
+        self.memory.subscribe(self._guard.wrap, self._group)
         with self._stats_lock:
             self._since, self._silent = self.get_clock().now(), False
         self._publish_info()
@@ -196,6 +200,7 @@ class PerceptionNode(LifecycleNode):
 
     def _drop_subscription(self) -> None:
         self.feed.unsubscribe()
+        self.memory.unsubscribe()
         if self._sub is not None:
             self.destroy_subscription(self._sub)
             self._sub = None
@@ -247,13 +252,16 @@ class PerceptionNode(LifecycleNode):
         if bundle is None:
             return
         boxes = [r.box for r in regions]
-        ids, scores = classify_regions(bundle, rgb, boxes, self.feed.crop_context) \
-            if boxes else (np.zeros(0, np.int64), np.zeros(0, np.float32))
+        crops = [crop(rgb, b, self.feed.crop_context) for b in boxes]
+        ids, scores = bundle.predict(crops)
+        names, scores = [bundle.class_names[int(c)] for c in ids], scores.tolist()
+        recalled = self.memory.answer(stamp_ns(header.stamp), crops, boxes, names, scores,
+                                      bundle.class_names, rgb.shape[1], rgb.shape[0])
         out = DetectionArray(header=header, model_version=bundle.version)
-        for r, cid, score in zip(regions, ids.tolist(), scores.tolist(), strict=True):
+        for r, name, score, mem in zip(regions, names, scores, recalled, strict=True):
             out.detections.append(Detection(
-                class_id=int(cid), class_name=bundle.class_names[int(cid)], score=float(score),
-                model_version=bundle.version, upstream_class=r.upstream_class,
+                class_id=bundle.class_names.index(name), class_name=name, score=float(score),
+                recalled=mem, model_version=bundle.version, upstream_class=r.upstream_class,
                 upstream_id=r.upstream_id, upstream_score=float(r.upstream_score),
                 bbox=RegionOfInterest(x_offset=r.box.x, y_offset=r.box.y, width=r.box.w,
                                       height=r.box.h)))
@@ -266,7 +274,7 @@ class PerceptionNode(LifecycleNode):
         # Drawing and sending a full-size copy costs as much as inference at 640x480: only
         # while someone (RViz) looks. Not part of the detection latency above.
         if self.annotate and self.ann_pub.get_subscription_count() > 0:
-            labels = [(tuple(r.box), f"{d.class_name} {d.score:.2f}")
+            labels = [(tuple(r.box), f"{d.class_name} {'=' if d.recalled else ''}{d.score:.2f}")
                       for r, d in zip(regions, out.detections, strict=True)]
             self.ann_pub.publish(rgb_to_image(
                 annotate_regions(rgb, labels, f"v{bundle.version}"), header))
@@ -373,7 +381,7 @@ class PerceptionNode(LifecycleNode):
                       "seconds_since_frame": quiet,
                       "swaps_ok": self.swaps_ok, "swaps_failed": self.swaps_failed,
                       "regions": self.regions, "forward_passes": self.forwards,
-                      **self.feed.values(),
+                      **self.feed.values(), **self.memory.values(),
                       "last_error": self.last_error, **self._guard.values()}
         state = PerceptionState(
             self._bundle is not None, self._sub is not None, self.version, quiet,

@@ -15,9 +15,9 @@ from test_faults_perception import perception_status, start, stop, values
 
 from etuner_ros.core.checkpoint import load_checkpoint
 from etuner_ros.core.regions import Box, classify_regions
-from etuner_ros.msg import Detection, DetectionArray
+from etuner_ros.msg import Detection, DetectionArray, LabelCorrection
 from etuner_ros.ros.image import rgb_to_image
-from etuner_ros.ros.qos import reliable_qos
+from etuner_ros.ros.qos import corrections_qos, reliable_qos
 
 from harness import Bringup, wait_for
 
@@ -126,6 +126,52 @@ def test_bad_boxes_and_unpaired_halves_are_counted_not_silent(system):
     assert d == {"bad_regions": 2, "pairing_frames_timed_out": 1,
                  "pairing_regions_timed_out": 1}
     assert not [a for a in system["dets"] if a.header.stamp in (lonely_frame, lonely_boxes)]
+    system["sut"].check()
+
+
+def test_a_correction_sticks_to_the_region_it_names_in_the_next_frames(system):
+    """The label memory: corrections of two regions of a published frame (one by index, one by
+    box) answer those regions' near-identical views in a later frame, marked ``recalled``;
+    the other region is the model's; corrections naming nothing perception published are
+    counted by reason."""
+    fix = system.setdefault("corr", system["probe"].publisher(LabelCorrection, "corrections",
+                                                              corrections_qos()))
+    before = values(perception_status(system))
+    stamp, rgb = frame(system, 12)
+    publish_frame(system, stamp, rgb)
+    publish_boxes(system, stamp, BOXES)
+    first = answer(system, stamp)
+    names = load_checkpoint(Path(system["info"][-1].checkpoint_path)).class_names
+    other = [next(n for n in names if n != d.class_name) for d in first.detections]
+    wait_for(lambda: fix.get_subscription_count() >= 2, 30, "perception and collector on "
+             "corrections")
+    lost, _ = frame(system, 13)  # never published
+    b2 = BOXES[2]
+    for c in (LabelCorrection(header=first.header, true_class=other[1], detection_index=1),
+              LabelCorrection(header=first.header, true_class=other[2], has_box=True,
+                              box=RegionOfInterest(x_offset=b2.x + 1, y_offset=b2.y,
+                                                   width=b2.w, height=b2.h)),
+              LabelCorrection(header=Header(stamp=lost), true_class=other[0]),
+              LabelCorrection(header=first.header, true_class=other[0], detection_index=7)):
+        fix.publish(c)
+
+    def counted():
+        v = values(perception_status(system))
+        d = {k: int(v.get(k, 0)) - int(before.get(k, 0)) for k in
+             ("memory.added", "memory.rejected.no_frame", "memory.rejected.no_region")}
+        return d if sum(d.values()) >= 4 else None
+
+    assert wait_for(counted, 30, "corrections counted") == {
+        "memory.added": 2, "memory.rejected.no_frame": 1, "memory.rejected.no_region": 1}
+    later, _ = frame(system, 14)
+    publish_frame(system, later, rgb)  # the robot still looks at the same scene
+    publish_boxes(system, later, BOXES)
+    again = answer(system, later)
+    assert [d.recalled for d in again.detections] == [False, True, True]
+    assert [d.class_name for d in again.detections][1:] == other[1:]
+    assert again.detections[0].class_name == first.detections[0].class_name
+    for d in again.detections[1:]:
+        assert d.class_id == names.index(d.class_name) and 0.95 <= d.score <= 1.0001
     system["sut"].check()
 
 
