@@ -9,7 +9,7 @@ import numpy as np
 # Per-seed numbers whose mean over seeds is the policy's reported value.
 MEAN_FIELDS = ("tune_seconds", "cpu_seconds", "device_seconds", "energy_joules", "rounds",
                "rounds_accepted", "avg_accuracy", "train_flops", "deferred", "merged",
-               "overhead_seconds", "wall_seconds")
+               "overhead_seconds", "wall_seconds", "memory_recalls")
 
 
 def _mean(values: Sequence[float | None]) -> float | None:
@@ -62,7 +62,7 @@ def aggregate(per_seed: dict[int, dict[str, dict]], reference: dict[int, dict],
     policies: dict[str, dict] = {}
     for name in names:
         entries = [per_seed[s][name] for s in seeds if name in per_seed[s]]
-        p: dict = {k: _mean([e[k] for e in entries]) for k in MEAN_FIELDS}
+        p: dict = {k: _mean([e.get(k) for e in entries]) for k in MEAN_FIELDS}
         p["avg_accuracy_sd"] = _sd([e["avg_accuracy"] for e in entries])
         p["energy_source"] = entries[0]["energy_source"]
         p["accuracy_per_scenario"] = _per_scenario(entries)
