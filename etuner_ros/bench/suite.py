@@ -56,7 +56,7 @@ class Job:
 
 def _start_key(stream: str, cfg: BenchConfig) -> dict:
     return {"stream": stream, "seed": cfg.seed, "arch": cfg.arch, "input_size": cfg.input_size,
-            "epochs": cfg.pretrain_epochs, "recipe": 1}
+            "epochs": cfg.pretrain_epochs, "recipe": 2}  # 2: one-thread training
 
 
 def load_stream(name: str, cfg: BenchConfig) -> streams.LabelledStream:

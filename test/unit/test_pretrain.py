@@ -71,6 +71,30 @@ def test_training_is_seeded_and_leaves_the_global_rng_alone():
         assert torch.equal(va, vb), k
 
 
+def test_training_runs_on_one_thread_whatever_the_caller_uses(monkeypatch):
+    """The starting model is cached by its key, and whichever process trains it first (the demo
+    on every core, the benchmark on one) must make the same weights: with two threads the same
+    seed gave weights up to 6.5 apart. Training runs on one thread; the caller's count is
+    restored."""
+    seen: list[int] = []
+    fit = pt._fit
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return fit(*args, **kwargs)
+
+    monkeypatch.setattr(pt, "_fit", spy)
+    frames = SyntheticWorld(0).frames("day_kitchen", 8, split="train")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        pt.train_base_model(frames, BASE_CLASSES, seed=1, epochs=1, input_size=32,
+                            progress=False)
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_train_base_model_rejects_bad_input():
     frames = SyntheticWorld(0).frames("day_kitchen", 4)
     with pytest.raises(ValueError, match="unknown labels"):
