@@ -5,17 +5,18 @@ Subscribes ``image`` and, with ``region_source`` ``topic``, an upstream detector
 yolo_ros' DetectionArray), paired with the frames by stamp (``core/region_pairing.py``). Every
 region of a frame (with ``frame``, the default: the whole frame) is cropped and classified in
 one batched forward pass; publishes ``detections``, one Detection per region (header = the
-source image's header),
-``detections/image`` (annotated, for RViz; drawn only while someone subscribes) and
-``model_info`` (latched). ``~/swap_weights`` loads and checks a checkpoint on the service's own
-callback group, warms the new model up on one frame, then replaces the serving model with one
-reference assignment between two frames: inference never waits for a load, and a checkpoint that
-fails any check (``core/checkpoint.py``: sizes, shapes, finite weights) leaves the old model
-serving. Every callback (image, swap, lifecycle transitions, the watchdog timer) runs under a
-:class:`CallbackGuard`: a failure is logged once with its cause, counted on ``/diagnostics`` and
-the node goes on. Times of the stream (frame receipt, silence, rate) use the node's clock, so
-``use_sim_time`` and bag replay work; inference latency is CPU work measured with a monotonic
-counter.
+source image's header), ``detections/image`` (annotated, for RViz; drawn only while someone
+subscribes) and ``model_info`` (latched). With ``label_memory`` (default) it also reads
+``corrections``, and a region whose view is near-identical to one a caregiver labelled is
+answered with that label, marked ``recalled`` (``ros/label_memory_feed.py``). ``~/swap_weights``
+loads and checks a checkpoint on the service's own callback group, warms the new model up on one
+frame, then replaces the serving model with one reference assignment between two frames:
+inference never waits for a load, and a checkpoint that fails any check (``core/checkpoint.py``:
+sizes, shapes, finite weights) leaves the old model serving. Every callback (image, swap,
+lifecycle transitions, the watchdog timer) runs under a :class:`CallbackGuard`: a failure is
+logged once with its cause, counted on ``/diagnostics`` and the node goes on. Times of the
+stream (frame receipt, silence, rate) use the node's clock, so ``use_sim_time`` and bag replay
+work; inference latency is CPU work measured with a monotonic counter.
 """
 
 from __future__ import annotations
