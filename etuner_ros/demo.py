@@ -3,9 +3,10 @@
 Trains (or reuses) the starting model on the first scenario, starts perception, label collector,
 tuner, sim_camera and sim_caregiver in this process over real DDS (as ``bringup --sim`` does),
 prints progress while the scenario stream plays, and ends with a summary: frames, corrections
-stored and rejected, rounds, swaps with versions, and the deployed model's accuracy per scenario
-segment (measured by the simulated caregiver against the ground truth). The summary is also
-written as JSON.
+stored and rejected, rounds, swaps with versions, the label memory's counts, and the accuracy
+of perception's answers (the deployed model, and the label memory where it recalled a label) per
+scenario segment (measured by the simulated caregiver against the ground truth). The summary is
+also written as JSON.
 
 ``--world rooms``: rooms with several objects at once. The starting model is the one trained on
 object crops from rooms (``pretrain(..., world="rooms")``), sim_detector plays the upstream
@@ -145,6 +146,9 @@ def watch(nodes: dict, timeout: float) -> dict:
         "changes_detected": st.get("changes_detected", 0),
         "max_change_score": round(float(st.get("max_change_score", 0.0)), 3),
         "swaps": swaps,
+        "label_memory": {"added": perception.memory.counts["added"],
+                         "recalled": perception.memory.counts["recalled"],
+                         "enabled": perception.memory.enabled},
         "final_version": perception.version,
         "accuracy": acc,
         "tuner_state": st["state"],
@@ -177,10 +181,13 @@ def print_summary(s: dict) -> None:
     print(f"frozen layer groups  {', '.join(s['frozen_groups']) or 'none'}")
     print("swaps                " + (", ".join(f"v{w['from']}->v{w['to']}" for w in s["swaps"])
                                       or "none"))
+    m = s["label_memory"]
+    print(f"label memory         {m['added']} labelled views, {m['recalled']} answers recalled"
+          if m["enabled"] else "label memory         off")
     if "regions" in s["accuracy"]:
         print_regions(s)
         return
-    print("accuracy of the deployed model per scenario segment:")
+    print("accuracy of perception's answers (model + label memory) per scenario segment:")
     for name, frames, acc in s["accuracy"]["segments"]:
         print(f"  {name:28s} {frames:5d} frames  {acc:6.1%}")
     print(f"overall              {s['accuracy']['overall']:.1%}", flush=True)
@@ -200,7 +207,7 @@ def print_regions(s: dict) -> None:
     print(f"corrections by region {r['region_corrections']} (naming detection_index: "
           f"{c.get('corrections', '?')} corrections, {c.get('confirmations', '?')} "
           "confirmations)")
-    print("per-object accuracy of the deployed model per scenario segment:")
+    print("per-object accuracy of perception's answers (model + label memory) per segment:")
     for name, n, acc in r["segments"]:
         print(f"  {name:28s} {n:5d} regions {acc:6.1%}")
     if len(r["per_scenario"]) < len(r["segments"]):  # a scenario came back: sum its segments
