@@ -32,14 +32,14 @@ import torch
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.time import Time
-from sensor_msgs.msg import Image, RegionOfInterest
+from sensor_msgs.msg import Image
 
 from etuner_ros.core.checkpoint import MAX_VERSION, CheckpointError
 from etuner_ros.core.model import ModelBundle
 from etuner_ros.core.regions import crop
 from etuner_ros.core.registry import load_start_model
 from etuner_ros.core.text import printable
-from etuner_ros.msg import Detection, DetectionArray, ModelInfo
+from etuner_ros.msg import DetectionArray, ModelInfo
 from etuner_ros.ros.diagnostics import Diagnostics
 from etuner_ros.ros.frame_loss import FrameLoss
 from etuner_ros.ros.guard import CallbackGuard
@@ -56,6 +56,7 @@ from etuner_ros.ros.perception_status import PerceptionState, verdict
 from etuner_ros.ros.qos import image_qos, latched_qos, reliable_qos
 from etuner_ros.ros.region_feed import RegionFeed
 from etuner_ros.ros.region_input import Region
+from etuner_ros.ros.region_msgs import detection_array
 from etuner_ros.ros.run import run_node
 from etuner_ros.ros.stamps import stamp_ns
 from etuner_ros.ros.weight_swap import checked_swap
@@ -258,14 +259,8 @@ class PerceptionNode(LifecycleNode):
         names, scores = [bundle.class_names[int(c)] for c in ids], scores.tolist()
         recalled = self.memory.answer(stamp_ns(header.stamp), crops, boxes, names, scores,
                                       bundle.class_names, rgb.shape[1], rgb.shape[0])
-        out = DetectionArray(header=header, model_version=bundle.version)
-        for r, name, score, mem in zip(regions, names, scores, recalled, strict=True):
-            out.detections.append(Detection(
-                class_id=bundle.class_names.index(name), class_name=name, score=float(score),
-                recalled=mem, model_version=bundle.version, upstream_class=r.upstream_class,
-                upstream_id=r.upstream_id, upstream_score=float(r.upstream_score),
-                bbox=RegionOfInterest(x_offset=r.box.x, y_offset=r.box.y, width=r.box.w,
-                                      height=r.box.h)))
+        out = detection_array(header, bundle.version, bundle.class_names, regions, names, scores,
+                              recalled)
         self.det_pub.publish(out)
         with self._stats_lock:
             self.frames += 1
