@@ -62,6 +62,21 @@ def crop(rgb: np.ndarray, box: Box, context: float = CROP_CONTEXT) -> np.ndarray
     return np.ascontiguousarray(rgb[c.y:c.y + c.h, c.x:c.x + c.w])
 
 
+def served_views(rgb: np.ndarray, boxes: Sequence[Sequence[float]],
+                 context: float = CROP_CONTEXT) -> list[np.ndarray]:
+    """What perception classified in ``rgb`` for ``boxes`` (its published detections): each
+    box's crop, the image itself for a whole-frame box; a box with nothing usable inside the
+    image is skipped. One rule for every image the tuner learns from without a label (the
+    tuner's camera feed, the collector's unlabelled reservoir), so it is the served model's."""
+    whole = whole_frame(rgb)
+    out = []
+    for b in boxes:
+        c = clip_box(*b, rgb.shape[1], rgb.shape[0])
+        if c is not None:
+            out.append(rgb if c == whole else crop(rgb, c, context))
+    return out
+
+
 def iou(a: Sequence[float], b: Sequence[float]) -> float:
     """Intersection over union of two ``(x, y, w, h)`` boxes (0 when either is empty)."""
     ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))

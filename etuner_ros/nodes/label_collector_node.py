@@ -18,9 +18,10 @@ enqueues, so DDS never overwrites an unread correction; publishers must be relia
 ``msg/LabelCorrection.msg``). A correction that arrives before its frame waits
 (``core/pairing.py``) up to ``pairing_timeout_s`` of ROS time (node clock, so ``use_sim_time``
 and bag replay work), and one that names a region as long for the frame's detections. Every
-``unlabelled_every_n``-th frame is offered to the store's bounded reservoir of unlabelled frames
-for semi-supervised tuning. ``pairing_timeout_s``, ``unlabelled_every_n`` and ``no_frame_warn_s``
-may be changed at run time (``ros2 param set``); every other parameter is read-only.
+``unlabelled_every_n``-th frame feeds the store's bounded reservoir of unlabelled images with
+what perception classified in it (``ros/unlabelled_feed.py``). ``pairing_timeout_s``,
+``unlabelled_every_n`` and ``no_frame_warn_s`` may be changed at run time (``ros2 param set``);
+every other parameter is read-only.
 """
 
 from __future__ import annotations
@@ -69,11 +70,11 @@ from etuner_ros.ros.qos import (
 from etuner_ros.ros.region_msgs import correction_box, published_frame
 from etuner_ros.ros.run import run_node
 from etuner_ros.ros.stamps import stamp_ns
+from etuner_ros.ros.unlabelled_feed import UnlabelledFeed
 
 PREDICTION_WAIT_S = 0.5  # how long a whole-frame correction waits for its frame's detections
 WRITE_BATCH = 256  # corrections per committed transaction at most
 MAX_SOURCE_CHARS = 128  # a correction's `source` is cut to this before it is stored
-UNLABELLED_PENDING = 4  # unlabelled frames waiting for their writer at most (they are optional)
 
 
 class LabelCollectorNode(Node):
@@ -159,7 +160,6 @@ class LabelCollectorNode(Node):
         self._waiting: PendingCorrections[LabelCorrection] = PendingCorrections(self._queue_size)
         self._classes_lock = threading.Lock()
         self._last_frame_ns = self._now()
-        self._seen = 0
 
         g = self.guard.wrap
         self.create_subscription(Image, "image", g(self._on_image, "image"),
@@ -181,10 +181,9 @@ class LabelCollectorNode(Node):
             self._write, self._queue_size, self._frames.max_bytes, batch_max=WRITE_BATCH,
             on_error=lambda exc: self.guard.record("writer", exc),
             idle=self._accept_model_classes, name="collector_writer")
-        self._unlabelled: BatchWriter[tuple] = BatchWriter(
-            self._write_unlabelled, UNLABELLED_PENDING, 2**62, batch_max=UNLABELLED_PENDING,
-            on_error=lambda exc: self.guard.record("unlabelled_writer", exc),
-            name="collector_unlabelled")
+        self._unlabelled = UnlabelledFeed(
+            self.store, self.ledger, self.get_logger(), self.crop_context,
+            on_error=lambda exc: self.guard.record("unlabelled_writer", exc))
         self.get_logger().info(
             f"storing labelled samples in {path}; new classes: "
             + (f"only {sorted(self.policy.allowed)}" if self.policy.allowed
@@ -221,14 +220,13 @@ class LabelCollectorNode(Node):
                 f"exceeds frame_cache_mb; not cached, corrections for it will be rejected",
                 throttle_duration_sec=5.0)
             return
-        self._seen += 1
-        if self.every_n > 0 and self._seen % self.every_n == 0 and not self._unlabelled.offer(
-                (msg, key)):
-            self.ledger.count("unlabelled_skipped")
+        self._unlabelled.frame(key, msg, self.every_n, self._detections.get(key))
 
     def _on_detections(self, msg: DetectionArray) -> None:
         """Keep every region published for the stamp (an empty array too: it says "none")."""
-        self._detections.put(stamp_ns(msg.header.stamp), published_frame(msg), 1)
+        key, published = stamp_ns(msg.header.stamp), published_frame(msg)
+        self._detections.put(key, published, 1)
+        self._unlabelled.detections(key, published)
 
     def _on_model_info(self, msg: ModelInfo) -> None:
         """The serving model's classes are known: corrections naming them are stored, and
@@ -323,15 +321,6 @@ class LabelCollectorNode(Node):
             names, self._new_model_classes = self._new_model_classes, set()
         if names:
             self.ledger.released(self.store.accept_classes(names, "model"))
-
-    def _write_unlabelled(self, batch: list[tuple]) -> None:
-        for frame, key in batch:
-            try:
-                if self.store.add_unlabelled(image_to_rgb(frame), key) is not None:
-                    self.ledger.count("unlabelled_kept")
-            except (ImageConversionError, ValueError) as exc:
-                self.get_logger().warn(f"unlabelled frame not kept: {printable(exc, 160)}",
-                                       throttle_duration_sec=5.0)
 
     def _write(self, batch: list[tuple]) -> None:
         """Runs on the writer thread: one transaction for the batch, then the counters."""

@@ -25,7 +25,7 @@ from collections import deque
 from rclpy.impl.rcutils_logger import RcutilsLogger
 from sensor_msgs.msg import Image
 
-from etuner_ros.core.regions import CROP_CONTEXT, Box, crop, whole_frame
+from etuner_ros.core.regions import CROP_CONTEXT, Box, served_views, whole_frame
 from etuner_ros.core.store import SampleStore
 from etuner_ros.core.tuner import ContinualTuner
 from etuner_ros.msg import DetectionArray
@@ -128,8 +128,7 @@ class TunerInputs:
         whole = whole_frame(rgb)
         if any(b != whole for b in boxes):
             self._regions_seen = True
-        return [rgb if b == whole else crop(rgb, b, self.crop_context) for b in boxes
-                if b.w > 1 and b.h > 1]
+        return served_views(rgb, boxes, self.crop_context)
 
     def feed(self, engine: ContinualTuner, now: float) -> None:
         """Hand the engine what arrived since the last call (the caller serialises calls)."""

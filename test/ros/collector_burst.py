@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import Image, RegionOfInterest
 from std_msgs.msg import Header
 
 from etuner_ros.core.checkpoint import save_checkpoint
@@ -140,6 +140,7 @@ class System:
         """Publish one small frame per stamp, in chunks the collector confirms receiving."""
         header = Header(frame_id="burst_cam")
         img = rgb_to_image(self.rng.integers(0, 256, (24, 32, 3), dtype=np.uint8), header)
+        whole = RegionOfInterest(width=32, height=24)  # perception's box in whole-frame mode
         start = self.count("frames")
         for i in range(0, len(stamps), chunk):
             for s in stamps[i:i + chunk]:
@@ -149,7 +150,7 @@ class System:
                     self.det_pub.publish(DetectionArray(
                         header=Header(stamp=s, frame_id="burst_cam"), model_version=1,
                         detections=[Detection(class_id=0, class_name=CLASSES[0], score=0.9,
-                                              model_version=1)]))
+                                              model_version=1, bbox=whole)]))
             want = start + min(i + chunk, len(stamps))
             wait_for(lambda w=want: self.sut.check() or self.count("frames") >= w, 60,
                      f"collector received {want - start} frames")

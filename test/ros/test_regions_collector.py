@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 from builtin_interfaces.msg import Time
 from collector_burst import System, stamps_from
+from rcl_interfaces.srv import SetParameters
+from rclpy.parameter import Parameter
 from sensor_msgs.msg import RegionOfInterest
 from std_msgs.msg import Header
 
@@ -179,3 +181,50 @@ def test_whole_frame_correction_with_one_region_or_none(system):
     [r] = _rows(system, one).values()
     assert (r.label, r.box, r.detection_index) == ("bottle", tuple(REGIONS[1][1]), 0)
     np.testing.assert_array_equal(r.image, crop(rgb_one, REGIONS[1][1], CROP_CONTEXT))
+
+
+def test_unlabelled_reservoir_keeps_the_crops_perception_classified(system):
+    """Every unlabelled_every_n-th frame waits for its detections and is kept as perception
+    classified it: one crop per published box (whether the detections come after the frame or
+    before it), nothing for an empty detection array, and a frame whose detections never come
+    is counted, not kept whole."""
+
+    def set_every_n(n: int) -> None:
+        req = SetParameters.Request(
+            parameters=[Parameter("unlabelled_every_n", value=n).to_parameter_msg()])
+        assert system.probe.call(SetParameters, "label_collector/set_parameters",
+                                 req).results[0].successful
+
+    def kept(t: Time) -> list[np.ndarray]:
+        with SampleStore(system.dir / "samples.db") as st:
+            return [r.image for r in st.unlabelled_since(0) if r.stamp_ns == _key(t)]
+
+    a, b, empty, *never = stamps_from(40_000, 12)
+    set_every_n(1)
+    try:
+        before = system.count("unlabelled_kept")
+        rgb_a = _frame(system, a)
+        _detections(system, a)  # after its frame
+        _detections(system, b)  # before its frame
+        time.sleep(0.5)
+        rgb_b = _frame(system, b)
+        _detections(system, empty, regions=[])
+        time.sleep(0.5)
+        _frame(system, empty)
+        wait_for(lambda: system.count("unlabelled_kept") >= before + 6, 30, "six crops kept")
+        for t, rgb in ((a, rgb_a), (b, rgb_b)):
+            got = sorted(kept(t), key=lambda im: im.shape)
+            want = sorted((crop(rgb, box, CROP_CONTEXT) for _, box in REGIONS),
+                          key=lambda im: im.shape)
+            assert len(got) == 3
+            for g, w in zip(got, want, strict=True):
+                np.testing.assert_array_equal(g, w)
+        assert kept(empty) == []
+        missing = system.count("unlabelled_no_detections")
+        for t in never:  # no detections ever: the oldest waiting frame is let go and counted
+            _frame(system, t)
+        wait_for(lambda: system.count("unlabelled_no_detections") > missing, 30,
+                 "a frame without detections counted")
+        assert system.count("unlabelled_kept") == before + 6
+    finally:
+        set_every_n(0)

@@ -13,6 +13,7 @@ from etuner_ros.core.regions import (
     context_box,
     crop,
     iou,
+    served_views,
     whole_frame,
 )
 
@@ -36,6 +37,18 @@ def test_crop_adds_context_clipped_to_the_image():
     edge = crop(rgb, Box(0, 0, 10, 10), 0.5)  # cannot grow past the corner
     assert edge.shape == (15, 15, 3)
     assert np.array_equal(crop(rgb, whole_frame(rgb)), rgb)  # whole frame: unchanged
+
+
+def test_served_views_are_the_crops_perception_classifies():
+    rgb = np.arange(100 * 80 * 3, dtype=np.uint8).reshape(80, 100, 3)
+    [whole] = served_views(rgb, [whole_frame(rgb)])
+    assert whole is rgb  # whole-frame mode: the frame itself, not a copy
+    views = served_views(rgb, [(40, 30, 20, 10), (0, 0, 0, 5), (500, 500, 10, 10),
+                               (-10, -10, 20, 20)], 0.1)
+    assert len(views) == 2  # the empty box and the one outside the image give nothing
+    assert np.array_equal(views[0], crop(rgb, Box(40, 30, 20, 10), 0.1))
+    assert np.array_equal(views[1], crop(rgb, Box(0, 0, 10, 10), 0.1))  # clipped first
+    assert served_views(rgb, []) == []
 
 
 def test_iou_and_best_match():
