@@ -97,6 +97,7 @@ def run_policy(name: str, stream, start: ModelBundle, cfg: BenchConfig,
     swap: tuple[float, ModelBundle] | None = None
     busy_until = 0.0
     labels_out: list[Sample] = []
+    label_keys: list[np.ndarray] = []  # their view keys, kept from when they were predicted
     next_delivery = cfg.label_period_s
     tune_s = joules = flops = device_s = 0.0
     by_kind: dict[str, float] = {}
@@ -125,11 +126,11 @@ def run_policy(name: str, stream, start: ModelBundle, cfg: BenchConfig,
             images = [frames[i].image for i in idx]
             ids, _ = deployed.predict(images)
             preds = [deployed.class_names[int(pid)] for pid in ids]
+            keys = memory.keys(images) if memory is not None else None
             if memory is not None:
-                recalled = memory.recall(memory.keys(images), deployed.class_names,
-                                         pos[idx[0]] / cfg.fps)
+                recalled = memory.recall(keys, deployed.class_names, pos[idx[0]] / cfg.fps)
                 preds = [r or p for r, p in zip(recalled, preds, strict=True)]
-            for i, pred in zip(idx, preds, strict=True):
+            for k, (i, pred) in enumerate(zip(idx, preds, strict=True)):
                 f = frames[i]
                 correct[i] = pred == f.label
                 fb = caregiver.feedback(f.label, pred, key=f.index)
@@ -139,6 +140,8 @@ def run_policy(name: str, stream, start: ModelBundle, cfg: BenchConfig,
                                              model_version=deployed.version,
                                              confirms=bool(fb.confirms), source="bench",
                                              scenario=f.scenario))
+                    if keys is not None:
+                        label_keys.append(keys[k])
                 elif i % cfg.unlabelled_every == 0:
                     with cpu():
                         tuner.observe_unlabelled([Sample(-(i + 1), f.image, None,
@@ -151,9 +154,8 @@ def run_policy(name: str, stream, start: ModelBundle, cfg: BenchConfig,
             if now >= next_delivery:
                 tuner.observe_labels(labels_out, now)
                 if memory is not None and labels_out:
-                    memory.add(memory.keys([s.image for s in labels_out]),
-                               [s.label for s in labels_out], now)
-                labels_out = []
+                    memory.add(np.stack(label_keys), [s.label for s in labels_out], now)
+                labels_out, label_keys = [], []
                 next_delivery += cfg.label_period_s
             if swap is not None and swap[0] <= now:
                 deployed = swap[1]
