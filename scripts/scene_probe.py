@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from etuner_ros.bench.config import default_config
+from etuner_ros.bench.clock import seed_everything
+from etuner_ros.bench.config import TEST_SEEDS, default_config
 from etuner_ros.bench.suite import load_stream, prepare_start
 from etuner_ros.core.adabn import adapt_bn_front
 from etuner_ros.core.checkpoint import load_checkpoint
@@ -114,7 +115,11 @@ def main() -> int:
     p.add_argument("--epochs", type=int, nargs="+", default=[3, 10])
     p.add_argument("--depth", type=int, default=0, help="train: AdaBN depth (0: every layer)")
     a = p.parse_args()
+    if a.seed in TEST_SEEDS:
+        p.error(f"seed {a.seed} is a test seed {TEST_SEEDS}: probes run on DEV seeds only, so "
+                "no constant is fitted to the numbers that are reported")
     torch.set_num_threads(1)
+    seed_everything(a.seed)  # as the benchmark: deterministic kernels, seeded RNGs
     if a.what == "bn":
         bn_table(a.seed)
     else:
