@@ -50,13 +50,11 @@ from unittest import mock
 
 import numpy as np
 import torch
-from probe_common import header, load, row
+from probe_common import header, load, row, start_probe
 from probe_heads import heads
 from torch.nn.functional import cross_entropy
 
 import etuner_ros.bench.runner as runner
-from etuner_ros.bench.clock import seed_everything
-from etuner_ros.bench.config import TEST_SEEDS
 from etuner_ros.core.adabn import adapt_bn_front
 from etuner_ros.core.model import ModelBundle, preprocess
 from etuner_ros.core.policies import Decision, Observation
@@ -216,11 +214,7 @@ def main() -> int:
     p.add_argument("--ceiling-epochs", type=int, default=6, help="ceiling: epochs")
     p.add_argument("--lr", type=float, default=1e-3, help="ceiling: Adam learning rate")
     a = p.parse_args()
-    if a.seed in TEST_SEEDS:
-        p.error(f"seed {a.seed} is a test seed {TEST_SEEDS}: probes run on DEV seeds only, so "
-                "no constant is fitted to the numbers that are reported")
-    torch.set_num_threads(1)
-    seed_everything(a.seed)  # as the benchmark: deterministic kernels, seeded RNGs
+    start_probe(p, a.seed)
     if a.what == "timing":
         timing(a.seed, [float(v) for v in a.offsets.split(",")], a.epochs)
     elif a.what == "heads":

@@ -1,21 +1,35 @@
 """What the label probes share: the DEV seed's stream and starting model, and their table rows.
 
-Used by ``label_probe.py`` (its ``timing`` and ``ceiling``) and ``probe_heads.py``.
+Used by ``label_probe.py`` (its ``timing`` and ``ceiling``), ``probe_heads.py`` and
+``scene_probe.py``.
 """
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from etuner_ros.bench.config import BenchConfig, default_config
+from etuner_ros.bench.clock import seed_everything
+from etuner_ros.bench.config import TEST_SEEDS, BenchConfig, default_config
 from etuner_ros.bench.streams import LabelledStream
 from etuner_ros.bench.suite import load_stream, prepare_start
 from etuner_ros.core.checkpoint import load_checkpoint
 from etuner_ros.core.model import ModelBundle
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def start_probe(parser: argparse.ArgumentParser, seed: int) -> None:
+    """Refuse the test seeds (constants are fitted on DEV seeds only), then one torch thread,
+    seeded RNGs and deterministic kernels as the benchmark has: a seed gives one table."""
+    if seed in TEST_SEEDS:
+        parser.error(f"seed {seed} is a test seed {TEST_SEEDS}: probes run on DEV seeds only, so "
+                     "no constant is fitted to the numbers that are reported")
+    torch.set_num_threads(1)
+    seed_everything(seed)
 
 
 def load(seed: int) -> tuple[BenchConfig, LabelledStream, ModelBundle]:

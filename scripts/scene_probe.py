@@ -21,28 +21,14 @@ the scene first; score on the scene's last 100 frames (``test``) and on the firs
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 import torch
+from probe_common import load, start_probe
 
-from etuner_ros.bench.clock import seed_everything
-from etuner_ros.bench.config import TEST_SEEDS, default_config
-from etuner_ros.bench.suite import load_stream, prepare_start
 from etuner_ros.core.adabn import adapt_bn_front
-from etuner_ros.core.checkpoint import load_checkpoint
 from etuner_ros.core.model import layer_groups, preprocess
 from etuner_ros.core.trainer import TrainConfig, accuracy, train_round
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load(seed: int):
-    cfg = default_config(seed)
-    stream = load_stream("synthetic", cfg)
-    start = load_checkpoint(Path(prepare_start("synthetic", cfg, ROOT / "data", False)),
-                            expected_arch=cfg.arch)
-    return stream, start
 
 
 def xy(frames, idx, names, size) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,7 +38,7 @@ def xy(frames, idx, names, size) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def bn_table(seed: int) -> None:
-    stream, start = load(seed)
+    _, stream, start = load(seed)
     frames, names = stream.frames, list(start.class_names)
     scen = np.array([f.scenario for f in frames])
     n = len(layer_groups(start.model, start.arch))
@@ -73,7 +59,7 @@ def bn_table(seed: int) -> None:
 
 
 def train_table(seed: int, scene: int, epochs: list[int], depth: int) -> None:
-    stream, start = load(seed)
+    _, stream, start = load(seed)
     frames, names = stream.frames, list(stream.class_names)
     scen = np.array([f.scenario for f in frames])
     order = list(dict.fromkeys(scen.tolist()))
@@ -115,11 +101,7 @@ def main() -> int:
     p.add_argument("--epochs", type=int, nargs="+", default=[3, 10])
     p.add_argument("--depth", type=int, default=0, help="train: AdaBN depth (0: every layer)")
     a = p.parse_args()
-    if a.seed in TEST_SEEDS:
-        p.error(f"seed {a.seed} is a test seed {TEST_SEEDS}: probes run on DEV seeds only, so "
-                "no constant is fitted to the numbers that are reported")
-    torch.set_num_threads(1)
-    seed_everything(a.seed)  # as the benchmark: deterministic kernels, seeded RNGs
+    start_probe(p, a.seed)
     if a.what == "bn":
         bn_table(a.seed)
     else:

@@ -54,9 +54,10 @@ class Job:
     start_path: str      # the starting model's checkpoint
 
 
-def _start_key(stream: str, cfg: BenchConfig) -> dict:
+def _start_key(stream: str, cfg: BenchConfig, recipe: int) -> dict:
+    """``recipe``: ``sim.pretrain.RECIPE``, the training recipe these models share."""
     return {"stream": stream, "seed": cfg.seed, "arch": cfg.arch, "input_size": cfg.input_size,
-            "epochs": cfg.pretrain_epochs, "recipe": 2}  # 2: one-thread training
+            "epochs": cfg.pretrain_epochs, "recipe": recipe}
 
 
 def load_stream(name: str, cfg: BenchConfig) -> streams.LabelledStream:
@@ -99,7 +100,7 @@ def start_data(name: str, stream: streams.LabelledStream, cfg: BenchConfig) -> l
 
 def prepare_start(name: str, cfg: BenchConfig, data_dir: Path, progress: bool) -> Path:
     """Checkpoint of the starting model for (stream, seed): trained once, cached by key."""
-    from etuner_ros.sim.pretrain import cached_model, pretrain, train_base_model
+    from etuner_ros.sim.pretrain import RECIPE, cached_model, pretrain, train_base_model
 
     if name in ("synthetic", ROOMS):
         return pretrain(data_dir, cfg.arch, cfg.seed, frames=cfg.pretrain_frames,
@@ -109,7 +110,7 @@ def prepare_start(name: str, cfg: BenchConfig, data_dir: Path, progress: bool) -
     source = Path(name.removeprefix(BAG_PREFIX)).resolve()  # a folder or a bag
     tag = name if name in registry else "folder_" + source.name
     path = Path(data_dir) / "models" / f"start_{tag}_{cfg.arch}_s{cfg.seed}_i{cfg.input_size}.pt"
-    key = _start_key(str(source) if tag.startswith("folder_") else name, cfg)
+    key = _start_key(str(source) if tag.startswith("folder_") else name, cfg, RECIPE)
     if name in registry:
         key["frames"] = cfg.pretrain_frames
         key["version"] = registry[name].VERSION

@@ -74,7 +74,7 @@ def train_base_model(frames: Sequence[Frame], class_names: Sequence[str],
     y = torch.tensor([names.index(f.label) for f in frames])
     # One thread: float sums in one order, so the model is a pure function of the cache key
     # whichever process trains it first (the demo on all cores, the benchmark on one). With
-    # two threads the same seed gave weights up to 3.8 apart and the rooms table moved.
+    # two threads the same seed gave weights up to 6.5 apart and the rooms table moved.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
