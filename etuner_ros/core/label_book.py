@@ -144,6 +144,18 @@ class LabelBook:
         self.pending_batches, self.oldest_pending = 0, None
         return new, merged
 
+    def give_back(self, items: list[LabelItem]) -> None:
+        """A round that took ``items`` failed before training on them: they are pending again,
+        ahead of newer ones, so a failed round loses no label (the node's watermark has not
+        moved past them either)."""
+        if not items:
+            return
+        self.pending = list(items) + self.pending
+        self.pending_batches += 1
+        oldest = min(it.t for it in items)
+        self.oldest_pending = oldest if self.oldest_pending is None \
+            else min(oldest, self.oldest_pending)
+
     def sample_replay(self, k: int, balanced: bool = False) -> list[LabelItem]:
         """``k`` reservoir items at random; ``balanced``: spread evenly over the classes
         (``trainer.class_balanced_sample``)."""

@@ -234,6 +234,11 @@ class ContinualTuner:
                 else:
                     done = run_training(snap, self.config.train,
                                         self.config.simfreeze.check_every, cost, progress)
+        except Exception:
+            if not bn_only:  # nothing was trained: its labels wait for the next round
+                with self._lock:
+                    self.labels.give_back(snap.new)
+            raise
         finally:
             with self._lock:
                 self.busy = False

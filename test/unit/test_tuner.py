@@ -125,6 +125,36 @@ def test_labels_during_a_round_wait_for_the_next():
     assert t.status()["pending"] > 0  # the late ones are still pending
 
 
+def test_a_failed_training_round_loses_no_label(monkeypatch):
+    """Training that raises (out of memory, a bad frame) gives its labels back: they are
+    pending again, ahead of later ones, and the next round trains on them."""
+    import etuner_ros.core.tuner as tuner_module
+
+    t = ContinualTuner(start_bundle(), "immediate", cfg())
+    t.observe_labels(labels(1, 12), now=1.0)
+    pending = t.status()["pending"]
+    assert pending > 0 and t.decide(2.0).tune
+
+    def boom(*_args, **_kwargs):
+        raise RuntimeError("out of memory")
+
+    real = tuner_module.run_training
+    monkeypatch.setattr(tuner_module, "run_training", boom)
+    try:
+        t.run_round(2.0)
+        raise AssertionError("the round should have raised")
+    except RuntimeError as exc:
+        assert "out of memory" in str(exc)
+    assert t.status()["pending"] == pending and not t.busy
+    t.observe_labels(labels(100, 4), now=3.0)
+    both = t.status()["pending"]
+    assert both > pending  # the later ones queue behind the given-back ones
+    monkeypatch.setattr(tuner_module, "run_training", real)
+    assert t.decide(4.0).tune
+    r = t.run_round(4.0)
+    assert r.n_labels == both and t.status()["pending"] == 0
+
+
 def test_force_needs_something_to_train_on():
     t = ContinualTuner(start_bundle(), "none", cfg())
     assert not t.decide(0.0, force=True).tune
