@@ -186,15 +186,17 @@ class TunerNode(Node):
             if self.engine is not None:
                 now = self._now()
                 self.inputs.feed(self.engine, now)
-                if self.paused:
-                    ops.state = TunerStatus.STATE_PAUSED
-                elif ops.name is None:
+                if ops.name is not None:
+                    pass  # the running operation sets the state (pausing lets it finish)
+                elif self.paused:
+                    ops.rest(TunerStatus.STATE_PAUSED)
+                else:
                     decision = self.engine.decide(now)
-                    ops.reason = decision.reason
                     if decision.tune:
+                        ops.reason = decision.reason
                         self._start_round(decision)
                     else:
-                        ops.state = TunerStatus.STATE_IDLE
+                        ops.rest(TunerStatus.STATE_IDLE, decision.reason)
         self._publish_status()
 
     def _start_round(self, decision) -> None:
@@ -313,7 +315,7 @@ class TunerNode(Node):
             res.message = ("paused: no new round starts" + running) if self.paused \
                 else "resumed"
             if not self.paused and self.ops.state == TunerStatus.STATE_PAUSED:
-                self.ops.state = TunerStatus.STATE_IDLE
+                self.ops.rest(TunerStatus.STATE_IDLE)
         self.get_logger().info(f"pause: {res.message}")
         return res
 

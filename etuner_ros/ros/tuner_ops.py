@@ -53,8 +53,20 @@ class TunerOps:
                 f"({time.monotonic() - self._started:.0f} s); one at a time")
 
     def start(self, name: str) -> None:
-        """Caller holds :attr:`lock` and checked that none runs."""
+        """Caller holds :attr:`lock` and checked that none runs. Clears a standing error."""
         self.name, self._started = name, time.monotonic()
+        if self.state == TunerStatus.STATE_ERROR:
+            self.state = TunerStatus.STATE_IDLE
+
+    def rest(self, state: int, reason: str | None = None) -> None:
+        """The state between operations (idle, paused). An operation's error stands until the
+        next operation starts, so ``~/status`` and ``/diagnostics`` show it and its cause
+        instead of the next poll's idle. Caller holds :attr:`lock`."""
+        if self.state == TunerStatus.STATE_ERROR:
+            return
+        self.state = state
+        if reason is not None:
+            self.reason = reason
 
     def finish(self) -> None:
         """The operation ended, however it ended."""

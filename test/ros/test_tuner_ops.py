@@ -11,7 +11,7 @@ import time
 import rclpy
 import torch
 from rclpy.parameter import Parameter
-from std_srvs.srv import Trigger
+from std_srvs.srv import SetBool, Trigger
 
 from etuner_ros.bringup import parser, ros_args
 from etuner_ros.core.model import ModelBundle, build_model
@@ -62,5 +62,55 @@ def test_a_second_rollback_is_refused_while_one_waits_for_perception(tmp_path):
     finally:
         if t is not None:
             t.join(10)
+        node.destroy_node()
+        rclpy.shutdown(context=ctx)
+
+
+def test_a_failed_swap_keeps_error_on_status_until_the_next_operation(tmp_path):
+    """A round whose swap finds no perception: ``~/status`` shows ERROR with the cause through
+    later polls, paused or not (the next poll used to overwrite it with idle before anything
+    published it), and the next operation clears it."""
+    import numpy as np
+
+    from etuner_ros.core.store import Sample
+    from etuner_ros.msg import TunerStatus
+
+    torch.manual_seed(0)
+    reg = ModelRegistry(tmp_path / "models")
+    path = reg.save(ModelBundle(build_model(ARCH, 2), ARCH, ["a", "b"], 1, 32))
+    ctx = rclpy.Context()
+    opts = parser().parse_args(["--data-dir", str(tmp_path)])
+    rclpy.init(context=ctx, args=["test", *ros_args(opts)])
+    from etuner_ros.nodes.tuner_node import TunerNode
+
+    node = TunerNode(context=ctx, parameter_overrides=[
+        Parameter("swap_timeout_s", value=1.0), Parameter("swap_service", value="nobody"),
+        Parameter("policy", value="immediate"), Parameter("holdout_fraction", value=0.0),
+        Parameter("epochs", value=1)])
+    try:
+        node._on_model_info(ModelInfo(version=1, checkpoint_path=str(path),
+                                      architecture=ARCH))
+        rng = np.random.default_rng(0)
+        node.engine.observe_labels(
+            [Sample(i + 1, rng.integers(0, 255, (32, 32, 3), dtype=np.uint8), "ab"[i % 2], 0)
+             for i in range(8)], now=1.0)
+        assert node._on_force(Trigger.Request(), Trigger.Response()).success
+        deadline = time.monotonic() + 60
+        while node.busy and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not node.busy
+        for paused in (False, True):
+            node._on_pause(SetBool.Request(data=paused), SetBool.Response())
+            node._tick()
+            s = node.status_dict()
+            assert s["state"] == TunerStatus.STATE_ERROR, s["reason"]
+            assert s["reason"].startswith("swap to v2 failed") and "not available" in s["reason"]
+        node._on_pause(SetBool.Request(data=False), SetBool.Response())
+        with node.ops.lock:
+            node.ops.start("next")
+        assert node.ops.state == TunerStatus.STATE_IDLE
+        node.ops.finish()
+        assert node.active_version == 1
+    finally:
         node.destroy_node()
         rclpy.shutdown(context=ctx)
