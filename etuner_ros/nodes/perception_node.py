@@ -167,11 +167,17 @@ class PerceptionNode(LifecycleNode):
     def _activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Start serving: subscribe to the camera and announce the model."""
         ret = super().on_activate(state)
-        self._sub = self.create_subscription(Image, "image",
-                                             self._guard.wrap(self._on_image, "image"),
-                                             self._qos, callback_group=self._group)
-        self.feed.subscribe(self._guard.wrap(self._on_regions, "regions"), self._group)
-        self.memory.subscribe(self._guard.wrap, self._group)
+        try:  # all or nothing: a failed activation leaves no subscription taking frames
+            if self._sub is None:
+                self._sub = self.create_subscription(
+                    Image, "image", self._guard.wrap(self._on_image, "image"), self._qos,
+                    callback_group=self._group)
+            self.feed.subscribe(self._guard.wrap(self._on_regions, "regions"), self._group)
+            self.memory.subscribe(self._guard.wrap, self._group)
+        except Exception:
+            self._drop_subscription()
+            super().on_deactivate(state)
+            raise
         with self._stats_lock:
             self._since, self._silent = self.get_clock().now(), False
         self._publish_info()
@@ -185,15 +191,17 @@ class PerceptionNode(LifecycleNode):
         return super().on_deactivate(state)
 
     def _cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Release the model and the outputs."""
-        for pub in (self.det_pub, self.ann_pub, self.info_pub):
-            if pub is not None:
-                self.destroy_lifecycle_publisher(pub)
-        self.det_pub = self.ann_pub = self.info_pub = None
-        if self._srv is not None:
-            self.destroy_service(self._srv)
-            self._srv = None
-        self._bundle = None
+        """Release the model and the outputs. Under the swap lock: a swap running on its own
+        thread finishes first, and none can install a model after the release."""
+        with self._swap_lock:
+            if self._srv is not None:
+                self.destroy_service(self._srv)
+                self._srv = None
+            for pub in (self.det_pub, self.ann_pub, self.info_pub):
+                if pub is not None:
+                    self.destroy_lifecycle_publisher(pub)
+            self.det_pub = self.ann_pub = self.info_pub = None
+            self._bundle = None
         return TransitionCallbackReturn.SUCCESS
 
     def _shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:

@@ -74,8 +74,14 @@ class RegionFeed:
         return self.source == "topic"
 
     def load(self) -> None:
-        """Source ``detector``: load the proposer (raises ``CheckpointError`` with the file and
-        the problem; perception's configure then fails with it)."""
+        """Check what activation will need, so configure fails and not activate: source
+        ``topic``, the message package (``CheckpointError`` naming it when missing); source
+        ``detector``, the proposer (``CheckpointError`` with the file and the problem)."""
+        if self.from_topic:
+            try:
+                message_class(self.message)
+            except ImportError as exc:
+                raise CheckpointError(str(exc)) from exc
         if self.source != "detector" or self.proposer is not None:
             return
         from etuner_ros.core.proposer import load_proposer

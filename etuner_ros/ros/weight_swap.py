@@ -28,7 +28,7 @@ def version_problem(version: int, current: int, whose: str = "requested") -> str
 def same_file(a: Path, b: str) -> bool:
     try:
         return bool(b) and a.resolve() == Path(b).resolve()
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL byte in the path
         return False
 
 
@@ -37,6 +37,8 @@ def checked_swap(version: int, path: Path, current: ModelBundle, current_path: s
     """``(model, None)``: it may serve; ``(None, why)``: refused; ``(None, None)``: a retry of
     the swap that made ``current`` serve (answer success, change nothing)."""
     why = version_problem(version, current.version)
+    if why is None and (not str(path) or str(path) == "." or "\x00" in str(path)):
+        why = f"checkpoint_path {printable(str(path), 120)!r} is empty or has a NUL byte"
     if why is None and version == current.version:
         if same_file(path, current_path):
             return None, None

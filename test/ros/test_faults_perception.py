@@ -216,3 +216,35 @@ def test_use_sim_time_drives_the_silence_watchdog(tmp_path):
         stop_clock.set()
         thread.join(timeout=5)
         stop(sut, probe)
+
+
+def test_a_missing_region_message_package_fails_configure_and_leaves_nothing_subscribed(
+        tmp_path):
+    """``region_message: yolo_msgs`` without the package (as here): configure fails naming the
+    package, and no image subscription is left taking frames (activation used to subscribe to
+    images, then fail on the import and leave that subscription running, with a second one
+    after each retry). Real rclpy node in this process; its transitions called directly."""
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    from etuner_ros.nodes.perception_node import PerceptionNode
+
+    ckpt = make_checkpoint(tmp_path / "base.pt", 1)
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    node = PerceptionNode(context=ctx, parameter_overrides=[
+        Parameter("checkpoint", value=str(ckpt)), Parameter("data_dir", value=str(tmp_path)),
+        Parameter("autostart", value=False), Parameter("region_source", value="topic"),
+        Parameter("region_message", value="yolo_msgs")])
+    try:
+        from lifecycle_msgs.msg import State
+        from rclpy.lifecycle import TransitionCallbackReturn
+
+        assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+        assert "yolo_msgs" in node.last_error and "install" in node.last_error
+        assert node._state_machine.current_state[0] == State.PRIMARY_STATE_UNCONFIGURED
+        assert node.count_subscribers(node.resolve_topic_name("image")) == 0
+        assert node._sub is None and node.feed._sub is None
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=ctx)
