@@ -127,6 +127,7 @@ def run_policy(name: str, stream, start: ModelBundle, cfg: BenchConfig,
             ids, _ = deployed.predict(images)
             preds = [deployed.class_names[int(pid)] for pid in ids]
             keys = memory.keys(images) if memory is not None else None
+            recalled: list[str | None] = [None] * len(preds)
             if memory is not None:
                 recalled = memory.recall(keys, deployed.class_names, pos[idx[0]] / cfg.fps)
                 preds = [r or p for r, p in zip(recalled, preds, strict=True)]
@@ -135,8 +136,11 @@ def run_policy(name: str, stream, start: ModelBundle, cfg: BenchConfig,
                 correct[i] = pred == f.label
                 fb = caregiver.feedback(f.label, pred, key=f.index)
                 if fb is not None:
+                    # A recalled answer is a caregiver's label, not the model's prediction: no
+                    # accuracy evidence for the model (as the collector stores it).
+                    model_pred = None if recalled[k] else pred
                     labels_out.append(Sample(i + 1, f.image, fb.true_label,
-                                             int(pos[i] / cfg.fps * 1e9), predicted=pred,
+                                             int(pos[i] / cfg.fps * 1e9), predicted=model_pred,
                                              model_version=deployed.version,
                                              confirms=bool(fb.confirms), source="bench",
                                              scenario=f.scenario))

@@ -38,11 +38,13 @@ RawBox = tuple[float, float, float, float]  # x, y, width, height as a message c
 
 @dataclass(frozen=True)
 class Published:
-    """One published Detection as the collector keeps it: its box and perception's answer."""
+    """One published Detection as the collector keeps it: its box and perception's answer
+    (``recalled``: the answer was the label memory's, a caregiver's label, not the model's)."""
 
     box: RawBox
     class_name: str
     score: float = 0.0
+    recalled: bool = False
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,8 @@ class PublishedFrame:
 @dataclass(frozen=True)
 class Region:
     """The region a correction names: its box in the frame, the index of its detection (-1: no
-    detection was published, the whole frame), and what perception predicted for it."""
+    detection was published, the whole frame), and what perception's model predicted for it
+    (None when unknown: no detection, or the label memory answered)."""
 
     box: Box
     index: int
@@ -139,4 +142,6 @@ def _region(published: PublishedFrame, i: int, width: int, height: int) -> Regio
     if box is None:
         return Rejected(BAD_BOX, f"published detection {i} has box {d.box}, no region of the "
                                  f"{width}x{height} frame")
-    return Region(box, i, d.class_name or None, published.model_version)
+    # a recalled answer is not the model's prediction: a label for it is no accuracy evidence
+    predicted = None if d.recalled else (d.class_name or None)
+    return Region(box, i, predicted, published.model_version)

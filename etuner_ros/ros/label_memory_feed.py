@@ -87,8 +87,9 @@ class MemoryFeed:
             if m is not None:
                 names[i], scores[i], recalled[i] = m[0], m[1], True
         self.counts["recalled"] += sum(recalled)
-        published = PublishedFrame(tuple(Published(tuple(b), n, s)
-                                         for b, n, s in zip(boxes, names, scores, strict=True)))
+        published = PublishedFrame(tuple(
+            Published(tuple(b), n, s, r)
+            for b, n, s, r in zip(boxes, names, scores, recalled, strict=True)))
         self.views.add(stamp, published, keys, width, height)
         return recalled
 

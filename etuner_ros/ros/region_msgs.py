@@ -23,7 +23,8 @@ def published_frame(msg: DetectionArray) -> PublishedFrame:
     """What perception published for one stamp: each detection's box and answer, in order
     (the order is what a correction's ``detection_index`` counts)."""
     return PublishedFrame(
-        tuple(Published(_roi(d.bbox), str(d.class_name), float(d.score)) for d in msg.detections),
+        tuple(Published(_roi(d.bbox), str(d.class_name), float(d.score), bool(d.recalled))
+              for d in msg.detections),
         int(msg.model_version))
 
 

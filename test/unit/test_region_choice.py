@@ -99,3 +99,13 @@ def test_published_zero_box_is_the_whole_frame_and_a_broken_one_is_refused():
 def test_empty_class_name_is_no_prediction():
     unnamed = PublishedFrame((Published((10, 10, 40, 30), ""),), 1)
     assert choose(0, published=unnamed).predicted is None
+
+
+def test_a_recalled_answer_is_not_the_models_prediction():
+    """The label memory's answer is a caregiver's label: a correction of it carries no
+    prediction, so it is no accuracy evidence for the model (issue 6: LazyTune's accuracy
+    trigger and etuner's pseudo-label gate read that evidence)."""
+    frame = PublishedFrame((Published((10, 10, 40, 30), "cup", 0.97, recalled=True),
+                            Published((60, 20, 30, 60), "book", 0.6)), model_version=4)
+    assert choose(0, published=frame) == Region(Box(10, 10, 40, 30), 0, None, 4)
+    assert choose(1, published=frame).predicted == "book"
