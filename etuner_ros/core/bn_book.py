@@ -29,10 +29,10 @@ from etuner_ros.core.policies import Decision
 class BnBook:
     """See the module docstring. ``frames``: the tuner's pools (the camera one is fed here)."""
 
-    def __init__(self, frames: FramePools, n_frames: int) -> None:
+    def __init__(self, frames: FramePools, n_frames: int, serving: int | None = None) -> None:
         self.frames = frames
         self.n_frames = int(n_frames)
-        self.shift = InputShift(max(2, self.n_frames))
+        self.shift = InputShift(max(2, self.n_frames), serving)
         self._next = False              # the round decide() asked for is BN-only
         self._bn_only: set[int] = set()  # candidate versions that only changed BN statistics
         self._wait = 0                  # camera frames to wait after a rejected BN round

@@ -41,11 +41,16 @@ def input_stats(x: torch.Tensor) -> torch.Tensor:
 class InputShift:
     """See the module docstring. ``min_frames``: no shift is measured from fewer frames."""
 
-    def __init__(self, min_frames: int) -> None:
+    #: references kept of versions that served before (a rollback restores its own)
+    KEEP_SERVED = 32
+
+    def __init__(self, min_frames: int, serving: int | None = None) -> None:
         self.min_frames = max(2, int(min_frames))
         self.reference: torch.Tensor | None = None
         self.shift = 0.0
         self._candidates: dict[int, torch.Tensor] = {}
+        self._serving = serving
+        self._served: dict[int, torch.Tensor] = {}
 
     def update(self, frames: torch.Tensor | None) -> float:
         """The newest frames (``[N, 3, S, S]``, or None while the camera gave fewer than two);
@@ -67,12 +72,23 @@ class InputShift:
         self._candidates.pop(int(version), None)
 
     def deployed(self, version: int) -> None:
-        """``version`` serves now: if it was adapted, its frames are the new reference."""
-        stats = self._candidates.pop(int(version), None)
+        """``version`` serves now: if it was adapted, its frames are the new reference; if it
+        served before (a rollback), its own reference again. The same version again: no-op."""
+        version = int(version)
+        if version == self._serving:
+            return
+        if self._serving is not None and self.reference is not None:
+            self._served[self._serving] = self.reference
+            while len(self._served) > self.KEEP_SERVED:
+                self._served.pop(next(iter(self._served)))
+        self._serving = version
+        stats = self._candidates.pop(version, None)
         self._candidates = {v: s for v, s in self._candidates.items() if v > version}
+        if stats is None:
+            stats = self._served.get(version)
         if stats is not None:
             self.reference = stats
-            self.shift = 0.0
+            self.shift = 0.0  # measured again on the next frames
 
 
 class ChangeWatch:

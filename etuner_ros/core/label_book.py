@@ -14,11 +14,13 @@ shows the very views the candidate trained on and passes a round that merely mem
 (DEV seed 100: candidates scoring 0.8 on the slice served at 0.0 on the next corrections).
 
 Accuracy evidence: a label that carries the prediction the serving model made for its frame
-tells whether that model was right. Evidence is kept per *lineage*: a swap that changed weights
-starts a new lineage (the old model's hits say nothing about the new one), a BN-only swap does
-not (same weights, re-centred statistics), and a label whose ``model_version`` predates the
-lineage is not counted (it was predicted by a model no longer serving). Keyed by version, so
-deploying the same model twice cannot wipe it.
+tells whether that model was right (a label for an answer the label memory recalled carries no
+prediction: that answer was a caregiver's, not the model's). Evidence is kept per *lineage*:
+a swap that changed weights starts a new lineage (the old model's hits say nothing about the
+new one), a BN-only swap does not (same weights, re-centred statistics), and a label whose
+``model_version`` is not one of the lineage's versions is not counted (it was predicted by a
+model no longer serving, older or, after a rollback, newer). Keyed by version, so deploying
+the same model twice cannot wipe it.
 """
 
 from __future__ import annotations
@@ -72,7 +74,8 @@ class LabelBook:
         self.replay: list[LabelItem] = []
         self._offered = 0
         self._recent: deque[bool] = deque(maxlen=max(1, int(accuracy_window)))
-        self.lineage_start = 0  # versions below this predate the serving weights
+        self.lineage: set[int] = set()  # versions that served the serving weights (empty:
+        #                                 any version counts)
         self.labels_seen = 0
 
     # --- intake ----------------------------------------------------------------------------
@@ -86,7 +89,7 @@ class LabelBook:
                 continue
             pred = getattr(s, "predicted", None)
             ver = getattr(s, "model_version", None)
-            if pred is not None and (ver is None or int(ver) >= self.lineage_start):
+            if pred is not None and (ver is None or not self.lineage or int(ver) in self.lineage):
                 self._recent.append(label_name(pred, served) == item.label)
             self.labels_seen += 1
             if self.held_out(item):
@@ -182,9 +185,15 @@ class LabelBook:
 
     # --- accuracy evidence -----------------------------------------------------------------
     def new_lineage(self, version: int) -> None:
-        """New weights serve from ``version`` on: forget the old model's evidence."""
+        """New weights serve as ``version``: forget the old model's evidence. Only labels
+        predicted by this lineage's versions count from now on, so after a rollback to an
+        older version the late labels of the newer one do not."""
         self._recent.clear()
-        self.lineage_start = int(version)
+        self.lineage = {int(version)}
+
+    def same_weights(self, version: int) -> None:
+        """``version`` serves with the lineage's weights (a BN-only candidate)."""
+        self.lineage.add(int(version))
 
     def recent_accuracy(self) -> float | None:
         if len(self._recent) < self.accuracy_min:

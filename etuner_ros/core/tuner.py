@@ -77,10 +77,10 @@ class ContinualTuner:
                                 accuracy_window=cfg.accuracy_window,
                                 accuracy_min=cfg.accuracy_min, seed=seed,
                                 holdout_block_s=tc.holdout_block_s)
-        self.labels.lineage_start = bundle.version
+        self.labels.new_lineage(bundle.version)
         self.frames = FramePools(max(2, cfg.adabn_frames, cfg.adabn_window),
                                  cfg.unlabelled_capacity)
-        self.bn = BnBook(self.frames, cfg.adabn_frames)
+        self.bn = BnBook(self.frames, cfg.adabn_frames, bundle.version)
         self.changes = ChangeWatch(cfg.drift, cfg.drift_every, bundle)
         self.simfreeze = SimFreeze([n for n, _ in layer_groups(bundle.model, bundle.arch)],
                                    cfg.simfreeze)
@@ -350,6 +350,7 @@ class ContinualTuner:
                 if name not in self.labels.class_names:
                     self.labels.class_names.append(name)
             if self.bn.deployed(version):  # BN statistics only: same weights, same evidence
+                self.labels.same_weights(version)
                 return
             self.labels.new_lineage(version)
             if self.policy.uses_drift and self.changes.changed:

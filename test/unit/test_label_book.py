@@ -56,6 +56,31 @@ def test_accuracy_evidence_counts_only_the_serving_lineage():
     assert b.recent_accuracy() == 1.0  # version 1's late labels did not count
 
 
+def test_after_a_rollback_the_newer_models_late_labels_are_not_its_evidence():
+    b = book(holdout_fraction=0.0)
+    b.new_lineage(3)
+    b.same_weights(4)  # a BN-only candidate of v3's weights
+    b.new_lineage(7)
+    b.new_lineage(3)  # rolled back to v3
+    b.add(samples([1, 2], predicted="b", version=7), torch.zeros(2, 3, 2, 2), 0, ["a", "b"])
+    assert b.recent_accuracy() is None  # v7's late labels say nothing about v3
+    b.add(samples([3, 4], predicted="a", version=3), torch.zeros(2, 3, 2, 2), 0, ["a", "b"])
+    assert b.recent_accuracy() == 1.0
+
+
+def test_a_rollback_restores_the_input_reference_of_the_version_it_serves_again():
+    s = InputShift(min_frames=2, serving=1)
+    dark, bright = torch.zeros(4, 3, 2, 2), torch.ones(4, 3, 2, 2)
+    s.update(dark)  # v1's reference: dark
+    s.candidate_adapted(2, bright)
+    s.deployed(2)
+    assert s.update(bright) == 0.0 and s.update(dark) == 1.0
+    s.deployed(1)  # rollback: v1's own reference, not v2's
+    assert s.update(dark) == 0.0 and s.update(bright) == 1.0
+    s.deployed(2)  # and forward again
+    assert s.update(bright) == 0.0
+
+
 def test_input_shift_reference_moves_only_when_the_adapted_version_serves():
     s = InputShift(min_frames=2)
     dark, bright = torch.zeros(4, 3, 2, 2), torch.ones(4, 3, 2, 2)
