@@ -5,9 +5,12 @@ Two pools, both of preprocessed frames, newest last:
 * ``camera``: the newest ``camera_capacity`` frames from ``observe_frames``; a round takes
   ``n`` of them spread evenly over that window (:meth:`FramePools.camera`): what BatchNorm
   re-estimation adapts to, what the input shift is measured on and what the label-free
-  acceptance test scores. Spread, not the newest ``n``: a robot's camera looks at one object
-  for 1-4 s, so the newest 48 frames (6 s) showed 2-4 objects, and BN statistics of those
-  collapsed the model (DEV seed 100: ``adabn`` 21.4 % against 43.1 % for ``none``). Each frame
+  acceptance test scores. Spread, so a longer window can be sampled without more forward
+  passes: a robot's camera looks at one object for 1-4 s, so the newest 48 frames (6 s) show
+  2-4 objects, and BN statistics of every layer from those collapsed the model (DEV seed 100:
+  ``adabn`` 21.4 % against 43.1 % for ``none``). With the shipped ``adabn_depth`` 3 only
+  shallow statistics adapt, and the shipped window equals ``adabn_frames`` (48): the newest 48
+  frames, not a spread (``TunerConfig``). Each frame
   remembers when it arrived, so the validation gate can ask for held-out labels from the same
   stretch of time.
 * ``unlabelled``: the newest ``unlabelled_capacity`` frames nobody labelled (from the store or

@@ -2,9 +2,11 @@
 
 Rule: when the camera's input statistics moved at least ``adapt_shift`` (``ADAPT_SHIFT``, 0.3)
 since the serving model's BatchNorm statistics were last adapted, run a BN-only round: the
-serving model's BN running mean/var are re-estimated on ``adabn_frames`` camera frames spread
-over the newest ``adabn_window`` (forward passes only, no gradients; a robot's camera shows one
-object for seconds, so the newest few seconds alone would fit BN to two or three objects).
+serving model's BN running mean/var of the first ``adabn_depth`` layer groups are re-estimated
+on ``adabn_frames`` camera frames spread over the newest ``adabn_window`` (shipped: 48 of 48,
+i.e. the newest 6 s; forward passes only, no gradients; a robot's camera shows one object for
+seconds, so only shallow statistics, which follow light, noise and camera, are adapted: deep
+ones fitted to two or three objects collapse the classifier).
 Otherwise idle. Never trains on a label.
 
 Acceptance is label-free too (``label_free``): the candidate serves if its information score on
