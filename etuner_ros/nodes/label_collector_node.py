@@ -59,7 +59,7 @@ from etuner_ros.ros.correction_ledger import CorrectionLedger
 from etuner_ros.ros.diagnostics import Diagnostics
 from etuner_ros.ros.guard import CallbackGuard
 from etuner_ros.ros.image import ImageConversionError, image_to_rgb
-from etuner_ros.ros.params import ParameterError, declare
+from etuner_ros.ros.params import ParameterError, declare, warn_undeclared
 from etuner_ros.ros.qos import (
     RELIABILITY_CHOICES,
     corrections_qos,
@@ -188,6 +188,7 @@ class LabelCollectorNode(Node):
             f"storing labelled samples in {path}; new classes: "
             + (f"only {sorted(self.policy.allowed)}" if self.policy.allowed
                else f"after {min_votes} vote(s)" if min_votes else "none"))
+        warn_undeclared(self)
 
     # --- counters the demo prints --------------------------------------------------------
     @property

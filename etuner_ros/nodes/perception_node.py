@@ -50,7 +50,7 @@ from etuner_ros.ros.image import (
     rgb_to_image,
 )
 from etuner_ros.ros.label_memory_feed import MemoryFeed
-from etuner_ros.ros.params import ParameterError
+from etuner_ros.ros.params import ParameterError, warn_undeclared
 from etuner_ros.ros.perception_params import declare_settings
 from etuner_ros.ros.perception_status import PerceptionState, verdict
 from etuner_ros.ros.qos import image_qos, latched_qos, reliable_qos
@@ -106,6 +106,7 @@ class PerceptionNode(LifecycleNode):
         Diagnostics(self, "inference", self._diagnose)
         self._watchdog = self.create_timer(1.0, self._guard.wrap(self._check_silence,
                                                                  "watchdog"))
+        warn_undeclared(self)
         if self.autostart:
             if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
                 raise ParameterError(f"perception: cannot configure: {self.last_error}")

@@ -42,6 +42,7 @@ from etuner_ros.core.tuner import ContinualTuner, TunerConfig
 from etuner_ros.msg import DetectionArray, ModelInfo, TunerStatus
 from etuner_ros.ros.diagnostics import Diagnostics
 from etuner_ros.ros.guard import CallbackGuard
+from etuner_ros.ros.params import warn_undeclared
 from etuner_ros.ros.qos import image_qos, latched_qos, reliable_qos, service_qos
 from etuner_ros.ros.run import run_node
 from etuner_ros.ros.tuner_inputs import TunerInputs
@@ -117,6 +118,7 @@ class TunerNode(Node):
             f"policy '{self.policy_name}' {self.policy.describe()}, store "
             f"{p.data_dir / p.store_file}, resuming after labelled id "
             f"{self._watermark['trained_through']}")
+        warn_undeclared(self)
 
     def _now(self) -> float:
         """Seconds on the node's clock (simulated time under use_sim_time)."""

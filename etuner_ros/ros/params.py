@@ -123,3 +123,24 @@ def _after_set(setters: dict[str, Callable[[Any], None]], params: list[Parameter
         setter = setters.get(p.name)
         if setter is not None:
             setter(p.value)
+
+
+def undeclared_overrides(node: Node) -> list[str]:
+    """Parameters given to ``node`` (a YAML file, ``-p``) that it never declared. rclpy ignores
+    them without a word, so a misspelt or misplaced key (``etuner.max_wait_s`` where the knob is
+    ``lazytune.max_wait_s``) would change nothing; each node logs these at start-up. rclpy keeps
+    the given values in ``Node._parameter_overrides`` (no public accessor); ``qos_overrides.*``
+    are rclpy's own and not ours to judge."""
+    given = getattr(node, "_parameter_overrides", None) or {}
+    return sorted(k for k in given
+                  if not node.has_parameter(k) and not k.startswith("qos_overrides."))
+
+
+def warn_undeclared(node: Node) -> list[str]:
+    """Log :func:`undeclared_overrides` as one warning; returns them."""
+    names = undeclared_overrides(node)
+    if names:
+        node.get_logger().warn(
+            f"ignoring {len(names)} parameter(s) this node does not have: {', '.join(names)} "
+            f"(`ros2 param list {node.get_fully_qualified_name()}` lists the real ones)")
+    return names

@@ -114,3 +114,24 @@ def test_a_failed_swap_keeps_error_on_status_until_the_next_operation(tmp_path):
     finally:
         node.destroy_node()
         rclpy.shutdown(context=ctx)
+
+
+def test_a_parameter_no_policy_declares_is_named_not_silently_ignored(tmp_path):
+    """``etuner.max_wait_s`` is no knob (etuner reads ``lazytune.max_wait_s``): ROS would
+    ignore it without a word; the node names it at start-up."""
+    from etuner_ros.ros.params import undeclared_overrides
+
+    ctx = rclpy.Context()
+    opts = parser().parse_args(["--data-dir", str(tmp_path)])
+    rclpy.init(context=ctx, args=["test", *ros_args(opts)])
+    from etuner_ros.nodes.tuner_node import TunerNode
+
+    node = TunerNode(context=ctx, parameter_overrides=[
+        Parameter("etuner.max_wait_s", value=5.0), Parameter("lazytune.max_wait_s", value=5.0),
+        Parameter("policy", value="etuner")])
+    try:
+        assert undeclared_overrides(node) == ["etuner.max_wait_s"]
+        assert node.policy.max_wait_s == 5.0  # the real knob took effect
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=ctx)
