@@ -6,7 +6,8 @@ A *training round* (labels pending) works on a clone of the serving model, in th
    camera frames, so the training that follows (BN frozen) adapts weights to re-normalised
    features. Charged as ``adabn``.
 2. SimFreeze reference (policies with ``uses_simfreeze``, rounds that train at least
-   ``check_every`` sample-passes): the probe is the round's newest training frames; the clone's
+   ``check_every`` sample-passes): the probe is the round's newest new labels (replay fills it
+   up to ``probe_size`` when they are fewer; it used to take the oldest); the clone's
    group outputs on it, after AdaBN so new statistics are not mistaken for learning. Charged
    as ``probe``.
 3. Pseudo-labels (semi-supervised policies, when the tuner's gate allowed them): confident
@@ -100,7 +101,8 @@ def run_training(inp: TrainingInputs, cfg: TrainConfig, check_every: int, cost: 
     probed = sf is not None and not sf.done and len(items) >= 2 and \
         len(items) * cfg.epochs >= check_every
     if probed:
-        sf.set_probe(torch.stack([it.x for it in items[:sf.config.probe_size]]),
+        size = sf.config.probe_size  # the newest new labels, replay only to fill up
+        sf.set_probe(torch.stack([it.x for it in (inp.new[-size:] + inp.replay)[:size]]),
                      keep_history=True)
         k, cap = inp.frozen, sf.cap
         z_k = group_outputs(cand, sf.probe, 0, k)[-1] if k else sf.probe  # unchanged by training

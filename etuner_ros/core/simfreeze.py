@@ -43,7 +43,7 @@ class SimFreezeConfig:
     #                           Tuned on DEV seeds 100, 101 (synthetic): 0.99 gave +2.9 points
     #                           over immediate at 0.63x its CPU time, 0.98 +1.3 at 0.54x
     patience: int = 1         # consecutive stable checks before a group may freeze
-    probe_size: int = 32      # images in the fixed probe batch
+    probe_size: int = 32      # images in each round's probe batch
     check_every: int = 128    # trained sample-passes between checks: a check after a tiny
     #                           round would see "no change" because too little training happened
     min_trainable: int = 2    # back groups (head included) that never freeze
