@@ -63,8 +63,8 @@ class TrainConfig:
     #                                 on seed 100); every labelled policy uses it
     holdout_fraction: float = 0.2   # share of labels kept out for validation ...
     holdout_block_s: float = 4.0    # ... by blocks of this many seconds of the frames' stamps
-    #                                 (0: by sample id): one object's run of near-copies is
-    #                                 either trained on or held out, never both (label_book)
+    #                                 (0: by sample id): most of one object's run of
+    #                                 near-copies falls on one side (label_book)
     val_size: int = 96              # newest held-out samples used to validate a round
     val_half_life: float = 8.0      # validation weight halves every this many samples back
     #                                 from the newest (0: uniform): the model serves what the
