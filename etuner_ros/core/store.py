@@ -108,7 +108,14 @@ class SampleStore:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error:
+            # a failed COMMIT (disk full, I/O error) leaves the transaction open on this
+            # thread's connection, and every later BEGIN on it would fail: close it first
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
     def add_labelled(self, image: np.ndarray, label: str, stamp_ns: int, *,
                      predicted: str | None = None, model_version: int | None = None,

@@ -130,7 +130,14 @@ class TunerNode(Node):
         with self.ops.lock:
             if self.engine is not None and version in (self.active_version, self.ops.swapping):
                 return  # ours (the swap answer deploys it) or already deployed
-        bundle = load_checkpoint(Path(info.checkpoint_path), expected_arch=info.architecture)
+        try:
+            bundle = load_checkpoint(Path(info.checkpoint_path), expected_arch=info.architecture)
+        except (CheckpointError, OSError) as exc:  # latched: it will not come again by itself
+            with self.ops.lock:
+                self.ops.set_error(f"cannot load v{version} that perception announced "
+                                   f"({printable(info.checkpoint_path, 120)}): "
+                                   f"{printable(exc, 200)}")
+            return
         bundle.version = version
         with self.ops.lock:
             if self.engine is None:

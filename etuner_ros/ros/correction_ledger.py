@@ -25,7 +25,7 @@ from etuner_ros.ros.stamps import stamp_ns
 #: counters reported on /diagnostics, in this order, 0 until first counted
 REPORTED = ("received", "stored", "held", "promoted", "superseded", "dropped", "frames",
             "oversize_frames", "unlabelled_kept", "unlabelled_skipped", "unlabelled_no_detections",
-            "incompatible_publishers", "lost_in_transport")
+            "unlabelled_bad_image", "incompatible_publishers", "lost_in_transport")
 
 
 def id_ranges(ids: list[int]) -> str:

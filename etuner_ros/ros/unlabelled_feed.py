@@ -70,6 +70,7 @@ class UnlabelledFeed:
                     if self.store.add_unlabelled(view, key) is not None:
                         self.ledger.count("unlabelled_kept")
             except (ImageConversionError, ValueError) as exc:
+                self.ledger.count("unlabelled_bad_image")
                 self._log.warn(f"unlabelled frame not kept: {printable(exc, 160)}",
                                throttle_duration_sec=5.0)
 

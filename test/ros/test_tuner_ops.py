@@ -135,3 +135,25 @@ def test_a_parameter_no_policy_declares_is_named_not_silently_ignored(tmp_path):
     finally:
         node.destroy_node()
         rclpy.shutdown(context=ctx)
+
+
+def test_a_model_info_the_tuner_cannot_load_is_an_error_with_its_cause(tmp_path):
+    """model_info is latched and will not come again by itself: a checkpoint the tuner cannot
+    read is reported as ERROR naming the file, not left as "waiting for model_info"."""
+    from etuner_ros.msg import TunerStatus
+
+    ctx = rclpy.Context()
+    opts = parser().parse_args(["--data-dir", str(tmp_path)])
+    rclpy.init(context=ctx, args=["test", *ros_args(opts)])
+    from etuner_ros.nodes.tuner_node import TunerNode
+
+    node = TunerNode(context=ctx)
+    try:
+        node._on_model_info(ModelInfo(version=4, checkpoint_path=str(tmp_path / "gone.pt"),
+                                      architecture=ARCH))
+        s = node.status_dict()
+        assert s["state"] == TunerStatus.STATE_ERROR and node.engine is None
+        assert "cannot load v4" in s["reason"] and "gone.pt" in s["reason"]
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=ctx)
