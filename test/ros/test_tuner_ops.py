@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import rclpy
 import torch
@@ -22,48 +24,58 @@ from etuner_ros.srv import Rollback
 ARCH = "mobilenet_v3_small"
 
 
-def test_a_second_rollback_is_refused_while_one_waits_for_perception(tmp_path):
-    torch.manual_seed(0)
-    reg = ModelRegistry(tmp_path / "models")
-    paths = {v: reg.save(ModelBundle(build_model(ARCH, 2), ARCH, ["a", "b"], v, 32))
-             for v in (1, 2)}
+@contextmanager
+def tuner_node(tmp_path, **params) -> Iterator:
+    """A real TunerNode on an rclpy context of its own (no perception), its callbacks called
+    directly; ``params``: parameter overrides."""
     ctx = rclpy.Context()
     opts = parser().parse_args(["--data-dir", str(tmp_path)])
     rclpy.init(context=ctx, args=["test", *ros_args(opts)])
     from etuner_ros.nodes.tuner_node import TunerNode
 
-    # no perception: the swap waits swap_timeout_s for its service, then gives up
-    node = TunerNode(context=ctx, parameter_overrides=[
-        Parameter("swap_timeout_s", value=3.0), Parameter("swap_service", value="nobody")])
-    t = None
+    node = TunerNode(context=ctx, parameter_overrides=[Parameter(k.replace("__", "."), value=v)
+                                                       for k, v in params.items()])
     try:
-        node._on_model_info(ModelInfo(version=2, checkpoint_path=str(paths[2]),
-                                      architecture=ARCH))
-        first: list[Rollback.Response] = []
-        t = threading.Thread(target=lambda: first.append(
-            node._on_rollback(Rollback.Request(version=0), Rollback.Response())))
-        t.start()
-        deadline = time.monotonic() + 10
-        while not node.busy and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert node.ops.name == "rollback to v1"
-
-        second = node._on_rollback(Rollback.Request(version=0), Rollback.Response())
-        assert not second.success and second.message.startswith(
-            "refused: rollback to v1 is running"), second.message
-        assert node.ops.name == "rollback to v1"  # the running one is still the one running
-        force = node._on_force(Trigger.Request(), Trigger.Response())
-        assert not force.success and "rollback to v1 is running" in force.message
-
-        t.join(10)
-        assert first and not first[0].success and "not available" in first[0].message
-        assert not node.busy and node.active_version == 2
-        assert node.ops.counts["rollbacks_refused"] == 2
+        yield node
     finally:
-        if t is not None:
-            t.join(10)
         node.destroy_node()
         rclpy.shutdown(context=ctx)
+
+
+def test_a_second_rollback_is_refused_while_one_waits_for_perception(tmp_path):
+    torch.manual_seed(0)
+    reg = ModelRegistry(tmp_path / "models")
+    paths = {v: reg.save(ModelBundle(build_model(ARCH, 2), ARCH, ["a", "b"], v, 32))
+             for v in (1, 2)}
+    # no perception: the swap waits swap_timeout_s for its service, then gives up
+    t = None
+    with tuner_node(tmp_path, swap_timeout_s=3.0, swap_service="nobody") as node:
+        try:
+            node._on_model_info(ModelInfo(version=2, checkpoint_path=str(paths[2]),
+                                          architecture=ARCH))
+            first: list[Rollback.Response] = []
+            t = threading.Thread(target=lambda: first.append(
+                node._on_rollback(Rollback.Request(version=0), Rollback.Response())))
+            t.start()
+            deadline = time.monotonic() + 10
+            while not node.busy and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert node.ops.name == "rollback to v1"
+
+            second = node._on_rollback(Rollback.Request(version=0), Rollback.Response())
+            assert not second.success and second.message.startswith(
+                "refused: rollback to v1 is running"), second.message
+            assert node.ops.name == "rollback to v1"  # the running one is still the one running
+            force = node._on_force(Trigger.Request(), Trigger.Response())
+            assert not force.success and "rollback to v1 is running" in force.message
+
+            t.join(10)
+            assert first and not first[0].success and "not available" in first[0].message
+            assert not node.busy and node.active_version == 2
+            assert node.ops.counts["rollbacks_refused"] == 2
+        finally:
+            if t is not None:
+                t.join(10)
 
 
 def test_a_failed_swap_keeps_error_on_status_until_the_next_operation(tmp_path):
@@ -78,16 +90,8 @@ def test_a_failed_swap_keeps_error_on_status_until_the_next_operation(tmp_path):
     torch.manual_seed(0)
     reg = ModelRegistry(tmp_path / "models")
     path = reg.save(ModelBundle(build_model(ARCH, 2), ARCH, ["a", "b"], 1, 32))
-    ctx = rclpy.Context()
-    opts = parser().parse_args(["--data-dir", str(tmp_path)])
-    rclpy.init(context=ctx, args=["test", *ros_args(opts)])
-    from etuner_ros.nodes.tuner_node import TunerNode
-
-    node = TunerNode(context=ctx, parameter_overrides=[
-        Parameter("swap_timeout_s", value=1.0), Parameter("swap_service", value="nobody"),
-        Parameter("policy", value="immediate"), Parameter("holdout_fraction", value=0.0),
-        Parameter("epochs", value=1)])
-    try:
+    with tuner_node(tmp_path, swap_timeout_s=1.0, swap_service="nobody", policy="immediate",
+                    holdout_fraction=0.0, epochs=1) as node:
         node._on_model_info(ModelInfo(version=1, checkpoint_path=str(path),
                                       architecture=ARCH))
         rng = np.random.default_rng(0)
@@ -111,9 +115,6 @@ def test_a_failed_swap_keeps_error_on_status_until_the_next_operation(tmp_path):
         assert node.ops.state == TunerStatus.STATE_IDLE
         node.ops.finish()
         assert node.active_version == 1
-    finally:
-        node.destroy_node()
-        rclpy.shutdown(context=ctx)
 
 
 def test_a_parameter_no_policy_declares_is_named_not_silently_ignored(tmp_path):
@@ -121,20 +122,10 @@ def test_a_parameter_no_policy_declares_is_named_not_silently_ignored(tmp_path):
     ignore it without a word; the node names it at start-up."""
     from etuner_ros.ros.params import undeclared_overrides
 
-    ctx = rclpy.Context()
-    opts = parser().parse_args(["--data-dir", str(tmp_path)])
-    rclpy.init(context=ctx, args=["test", *ros_args(opts)])
-    from etuner_ros.nodes.tuner_node import TunerNode
-
-    node = TunerNode(context=ctx, parameter_overrides=[
-        Parameter("etuner.max_wait_s", value=5.0), Parameter("lazytune.max_wait_s", value=5.0),
-        Parameter("policy", value="etuner")])
-    try:
+    with tuner_node(tmp_path, etuner__max_wait_s=5.0, lazytune__max_wait_s=5.0,
+                    policy="etuner") as node:
         assert undeclared_overrides(node) == ["etuner.max_wait_s"]
         assert node.policy.max_wait_s == 5.0  # the real knob took effect
-    finally:
-        node.destroy_node()
-        rclpy.shutdown(context=ctx)
 
 
 def test_a_model_info_the_tuner_cannot_load_is_an_error_with_its_cause(tmp_path):
@@ -142,18 +133,9 @@ def test_a_model_info_the_tuner_cannot_load_is_an_error_with_its_cause(tmp_path)
     read is reported as ERROR naming the file, not left as "waiting for model_info"."""
     from etuner_ros.msg import TunerStatus
 
-    ctx = rclpy.Context()
-    opts = parser().parse_args(["--data-dir", str(tmp_path)])
-    rclpy.init(context=ctx, args=["test", *ros_args(opts)])
-    from etuner_ros.nodes.tuner_node import TunerNode
-
-    node = TunerNode(context=ctx)
-    try:
+    with tuner_node(tmp_path) as node:
         node._on_model_info(ModelInfo(version=4, checkpoint_path=str(tmp_path / "gone.pt"),
                                       architecture=ARCH))
         s = node.status_dict()
         assert s["state"] == TunerStatus.STATE_ERROR and node.engine is None
         assert "cannot load v4" in s["reason"] and "gone.pt" in s["reason"]
-    finally:
-        node.destroy_node()
-        rclpy.shutdown(context=ctx)
