@@ -15,8 +15,11 @@ file must never serve. So (all in ``models_dir``, no ROS here):
   configured base checkpoint (with a warning);
 * retention keeps the newest ``keep_last`` versions plus the base and the active one, and stray
   ``*.tmp`` files of a killed write are removed when the registry opens;
+* a candidate perception refused is moved to ``failed/`` (:meth:`ModelRegistry.set_aside`):
+  never a rollback target, its version never handed out again, the newest ``keep_last`` kept;
 * ``tuner_state.json`` (same atomic write) holds the tuner's watermark: the highest labelled
-  sample id a finished round has trained on, so a restart trains only on what came after.
+  sample id a finished round has trained on, so a restart trains only on what came after, and
+  the identity of the sample store those ids are of (``core/resume.py`` checks it).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from etuner_ros.core.model import ModelBundle
 
 POINTER = "active.json"
 TUNER_STATE = "tuner_state.json"
+FAILED = "failed"  # candidates perception refused (``ModelRegistry.set_aside``)
 _NAME = re.compile(r"^(?P<arch>[A-Za-z0-9_]+)_v(?P<version>\d+)\.pt$")
 _HISTORY = 32  # earlier active versions remembered in the pointer (for the record only)
 
@@ -148,22 +152,39 @@ class ModelRegistry:
         return gone
 
     def versions(self) -> dict[int, Path]:
-        """Checkpoints on disk, by version (one version space for every architecture)."""
-        out = {}
-        for p in self.dir.iterdir():
-            m = _NAME.match(p.name)
-            if m and p.is_file():
-                out[int(m["version"])] = p
-        return dict(sorted(out.items()))
+        """Checkpoints on disk, by version (one version space for every architecture), not
+        counting those set aside."""
+        return _versions_in(self.dir)
 
     def path_of(self, arch: str, version: int) -> Path:
         return checkpoint_path(self.dir, arch, version)
+
+    @property
+    def failed_dir(self) -> Path:
+        return self.dir / FAILED
+
+    def set_aside(self, version: int) -> Path | None:
+        """Move ``version``'s checkpoint to ``failed/`` (perception refused it): out of
+        :meth:`kept`, so never a rollback target; still counted by :meth:`next_version`.
+        Returns where it went, None when it is not on disk."""
+        src = self.versions().get(int(version))
+        if src is None:
+            return None
+        self.failed_dir.mkdir(exist_ok=True)
+        dst = self.failed_dir / src.name
+        os.replace(src, dst)
+        _fsync_dir(self.dir)
+        return dst
+
+    def set_aside_versions(self) -> dict[int, Path]:
+        """Checkpoints in ``failed/``, by version."""
+        return _versions_in(self.failed_dir)
 
     # --- versions ------------------------------------------------------------------------
     def next_version(self, floor: int = 0) -> int:
         """One above every version on disk, in the pointer, handed out before, and ``floor``
         (the version perception serves); raises RegistryError past ``MAX_VERSION``."""
-        seen = [floor, self._reserved, *self.versions()]
+        seen = [floor, self._reserved, *self.versions(), *self.set_aside_versions()]
         with contextlib.suppress(ValueError):
             ptr = self.read_pointer()
             if ptr is not None:
@@ -230,6 +251,11 @@ class ModelRegistry:
                 with contextlib.suppress(OSError):
                     p.unlink()
                     gone.append(v)
+        aside = self.set_aside_versions()  # the same bound for those perception refused
+        for v in list(aside)[:-self.keep_last]:
+            with contextlib.suppress(OSError):
+                aside[v].unlink()
+                gone.append(v)
         return gone
 
     def kept(self) -> dict[int, Path]:
@@ -256,21 +282,42 @@ class ModelRegistry:
 
     # --- the tuner's watermark -----------------------------------------------------------
     def read_tuner_state(self) -> dict[str, Any]:
-        """``{"trained_through": id, "unlabelled_through": id}``; zeros when absent/damaged."""
+        """``{"trained_through": id, "unlabelled_through": id, "store_id": id | None}``; zeros
+        (and None) when absent or damaged. ``store_id`` names the sample store the ids are of
+        (None in files written before it was recorded)."""
         try:
             data = read_json(self.dir / TUNER_STATE) or {}
         except ValueError:
             data = {}
-        out = {}
+        out: dict[str, Any] = {}
         for key in ("trained_through", "unlabelled_through"):
             v = data.get(key, 0)
-            out[key] = v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else 0
+            out[key] = v if _is_count(v) else 0
+        sid = data.get("store_id")
+        out["store_id"] = sid if _is_count(sid) and sid > 0 else None
         return out
 
-    def write_tuner_state(self, trained_through: int, unlabelled_through: int) -> None:
-        write_json_atomic(self.dir / TUNER_STATE,
-                          {"trained_through": int(trained_through),
-                           "unlabelled_through": int(unlabelled_through)})
+    def write_tuner_state(self, trained_through: int, unlabelled_through: int,
+                          store_id: int | None = None) -> None:
+        data: dict[str, Any] = {"trained_through": int(trained_through),
+                                "unlabelled_through": int(unlabelled_through)}
+        if store_id is not None:
+            data["store_id"] = int(store_id)
+        write_json_atomic(self.dir / TUNER_STATE, data)
+
+
+def _versions_in(folder: Path) -> dict[int, Path]:
+    out = {}
+    if folder.is_dir():
+        for p in folder.iterdir():
+            m = _NAME.match(p.name)
+            if m and p.is_file():
+                out[int(m["version"])] = p
+    return dict(sorted(out.items()))
+
+
+def _is_count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
 
 def load_start_model(models_dir: str | os.PathLike[str], base_checkpoint: str, arch: str,

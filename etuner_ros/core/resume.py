@@ -36,3 +36,23 @@ def resume_samples(store: SampleStore, trained_through: int, train: TrainConfig,
                       if s.id <= w and is_holdout(s.id, frac)]
     seen = store.count_labelled() - store.count_labelled(w)
     return recent, replay, seen
+
+
+def checked_watermark(state: dict, store_id: int, max_labelled_id: int) -> tuple[dict, str]:
+    """The persisted watermark if it is of this store, else zeros, and why (empty if kept).
+
+    The ids are the store's: with another store file (``store_file`` changed, the file deleted
+    or replaced) the same numbers name other labels, and a stale watermark would skip every new
+    label up to it without a word. A file written before the store id was recorded is trusted
+    unless its watermark is above every labelled id the store has."""
+    zero = {"trained_through": 0, "unlabelled_through": 0, "store_id": store_id}
+    w = int(state.get("trained_through", 0))
+    known = state.get("store_id")
+    if known is not None and known != store_id:
+        return zero, (f"the watermark (labelled id {w}) is of another sample store "
+                      f"(id {known}, this one {store_id}): training from its first label")
+    if w > max_labelled_id:
+        return zero, (f"the watermark (labelled id {w}) is above this store's newest "
+                      f"labelled id {max_labelled_id}: another store; training from its "
+                      "first label")
+    return {**state, "store_id": store_id}, ""

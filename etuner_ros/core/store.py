@@ -29,6 +29,7 @@ encodings are ``core/store_codec.py`` (re-exported here).
 from __future__ import annotations
 
 import os
+import secrets
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -79,6 +80,12 @@ class SampleStore:
         self._conn().executescript(SCHEMA)  # idempotent DDL, safe if processes race here
         with self._tx() as c:
             version = upgrade(c)  # older files are upgraded in place (core/store_schema.py)
+            # this file's identity: the first process to open it draws it, every later one
+            # reads it; the tuner ties its label watermark to it (``core/resume.py``)
+            c.execute("INSERT OR IGNORE INTO meta VALUES ('store_id', ?)",
+                      (secrets.randbits(62) + 1,))
+            self.store_id = int(c.execute(
+                "SELECT value FROM meta WHERE key='store_id'").fetchone()[0])
         if version != SCHEMA_VERSION:
             raise RuntimeError(f"{self.path}: schema version {version}, expected {SCHEMA_VERSION}")
 

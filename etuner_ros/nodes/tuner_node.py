@@ -15,15 +15,16 @@ calls start at most one round, and every call is answered (busy: ``success=false
 reason). A round runs in a worker thread; an accepted candidate gets the next version of the
 :class:`ModelRegistry` (unique across runs), is written atomically, swapped into perception via
 ``swap_weights`` and recorded as the active pointer, which perception starts from after a
-restart. The watermark (highest labelled id a finished round trained on) is persisted, so a
-restart trains only on newer labels and rebuilds replay and validation data from a bounded
-sample of the store. Parameters: ``ros/tuner_params.py``.
+restart (``ros/tuner_serving.py``: also what a refused candidate and a swap with no answer
+become). The watermark (highest labelled id a finished round trained on) is persisted with the
+sample store's identity, so a restart trains only on newer labels of the same store and
+rebuilds replay and validation data from a bounded sample of it (``core/resume.py``).
+Parameters: ``ros/tuner_params.py``.
 """
 
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -33,9 +34,8 @@ from sensor_msgs.msg import Image
 from std_srvs.srv import SetBool, Trigger
 
 from etuner_ros.core.checkpoint import CheckpointError, load_checkpoint
-from etuner_ros.core.model import ModelBundle
 from etuner_ros.core.registry import ModelRegistry, RegistryError
-from etuner_ros.core.resume import resume_samples
+from etuner_ros.core.resume import checked_watermark, resume_samples
 from etuner_ros.core.store import SampleStore
 from etuner_ros.core.text import printable
 from etuner_ros.core.tuner import ContinualTuner, TunerConfig
@@ -54,6 +54,7 @@ from etuner_ros.ros.tuner_params import (
     declare_training,
     policy_parameter_names,
 )
+from etuner_ros.ros.tuner_serving import Announced, Serving, load_announced
 from etuner_ros.ros.tuner_status import diagnosis, status_message
 from etuner_ros.srv import Rollback, SwapWeights
 
@@ -77,18 +78,20 @@ class TunerNode(Node):
         self.registry = ModelRegistry(p.data_dir / "models", keep_last=p.keep_checkpoints)
         for name in self.registry.removed_tmp:
             self.get_logger().warn(f"removed {printable(name)} left by an interrupted write")
-        self._watermark = self.registry.read_tuner_state()
         self.store = SampleStore(p.data_dir / p.store_file)
+        self._watermark, why = checked_watermark(self.registry.read_tuner_state(),
+                                                 self.store.store_id,
+                                                 self.store.max_labelled_id())
+        if why:
+            self.get_logger().warn(why)
         self.guard = CallbackGuard(self)
         self.engine: ContinualTuner | None = None
         self.ops = TunerOps(self.get_logger())  # state, reason, the operation running
         self.paused = False
-        self.active_version = 0
         self.rounds_done = 0
         self.last_duration = 0.0
         self.last_val = float("nan")
-        self.counts = {"frames": 0, "frames_dropped": 0, "models_pruned": 0}
-        self._base: tuple[int, str] | None = None
+        self.counts = {"frames": 0, "frames_dropped": 0}
         self.inputs = TunerInputs(self.store, self._watermark["trained_through"],
                                   self._watermark["unlabelled_through"],
                                   self.config.unlabelled_capacity, self.guard, self.get_logger(),
@@ -103,8 +106,10 @@ class TunerNode(Node):
                                  g(self._on_detections, "detections"), reliable_qos(50))
         self.create_subscription(Image, "image", g(self._on_image, "image"),
                                  image_qos(p.image_reliability, 2))
-        self.swap_client = self.create_client(SwapWeights, p.swap_service,
-                                              callback_group=ReentrantCallbackGroup())
+        self.serving = Serving(self.registry, self.ops,
+                               self.create_client(SwapWeights, p.swap_service,
+                                                  callback_group=ReentrantCallbackGroup()),
+                               p.swap_timeout_s, self.get_logger())
         q = service_qos(SERVICE_QUEUE)  # keep every request (see service_qos)
         for srv, name, callback in ((Trigger, "force_tune", self._on_force),
                                     (SetBool, "pause", self._on_pause),
@@ -125,31 +130,36 @@ class TunerNode(Node):
         return self.get_clock().now().nanoseconds * 1e-9
 
     # --- inputs --------------------------------------------------------------------------
+    @property
+    def active_version(self) -> int:
+        """The version perception serves, as far as the tuner knows."""
+        return self.serving.active_version
+
     def _on_model_info(self, info: ModelInfo) -> None:
-        version = int(info.version)
+        heard = Announced(int(info.version), str(info.checkpoint_path), str(info.architecture))
         with self.ops.lock:
-            if self.engine is not None and version in (self.active_version, self.ops.swapping):
+            self.serving.heard = heard  # kept even while a swap of it runs (tuner_serving.py)
+            if self.engine is not None and heard.version in (self.active_version,
+                                                             self.ops.swapping):
                 return  # ours (the swap answer deploys it) or already deployed
         try:
-            bundle = load_checkpoint(Path(info.checkpoint_path), expected_arch=info.architecture)
+            bundle = load_announced(heard)
         except (CheckpointError, OSError) as exc:  # latched: it will not come again by itself
             with self.ops.lock:
-                self.ops.set_error(f"cannot load v{version} that perception announced "
-                                   f"({printable(info.checkpoint_path, 120)}): "
-                                   f"{printable(exc, 200)}")
+                self.ops.set_error(f"cannot load v{heard.version} that perception announced "
+                                   f"({printable(heard.path, 120)}): {printable(exc, 200)}")
             return
-        bundle.version = version
         with self.ops.lock:
             if self.engine is None:
                 self.engine = ContinualTuner(bundle, self.policy, self.config)
-                self.active_version = version
+                self.serving.active_version = heard.version
                 if self._pointer_base() is None:  # the first run: this is the base model
-                    self._base = (version, str(info.checkpoint_path))
+                    self.serving.base = (heard.version, heard.path)
                 self._resume()
                 self.ops.state, self.ops.reason = TunerStatus.STATE_IDLE, "ready"
-                self.get_logger().info(f"starting from v{version} ({info.architecture})")
-            elif version != self.ops.swapping:
-                self._deploy(bundle, version, "model_info")
+                self.get_logger().info(f"starting from v{heard.version} ({heard.architecture})")
+            elif heard.version != self.ops.swapping:
+                self.serving.adopt(self.engine, bundle, heard.version, heard.path)
 
     def _pointer_base(self) -> tuple[int, str] | None:
         try:
@@ -157,15 +167,6 @@ class TunerNode(Node):
         except ValueError:
             return None
         return None if ptr is None else (ptr.base_version, ptr.base_path)
-
-    def _deploy(self, bundle: ModelBundle, version: int, source: str) -> None:
-        """Tell the engine a model serves, once per version whichever message says it first
-        (model_info and the swap answer both do): a second deploy would reset its bookkeeping."""
-        if self.engine is None or version == self.active_version:
-            return  # the same version again: deploying twice would reset the engine's evidence
-        self.engine.deploy(bundle)
-        self.active_version = version
-        self.get_logger().info(f"serving v{version} (from {source})")
 
     def _resume(self) -> None:
         """Rebuild replay and validation from the store below the persisted watermark (bounded
@@ -228,7 +229,7 @@ class TunerNode(Node):
             self.rounds_done += 1
             self.last_duration, self.last_val = result.duration_s, result.val_accuracy
             if fed is not None:  # its labels are in the engine's replay now: never again new
-                self.registry.write_tuner_state(*fed)
+                self.registry.write_tuner_state(*fed, self.store.store_id)
                 self._watermark["trained_through"] = fed[0]
             ops.state = TunerStatus.STATE_VALIDATING
             if not result.accepted:
@@ -241,9 +242,9 @@ class TunerNode(Node):
             path = self.registry.save(cand, extra={"policy": self.policy_name,
                                                    "val_accuracy": result.val_accuracy})
             ops.state = TunerStatus.STATE_SWAPPING
-            ok, why, _ = self._serve(cand, path, "swap answer")
+            ok, why, _ = self.serving.serve(engine, cand, path, "swap answer", candidate=True)
             if not ok:
-                ops.set_error(f"swap to v{cand.version} failed: {why}; kept at {path}")
+                ops.set_error(f"swap to v{cand.version} failed: {why}")
                 return
             ops.state = TunerStatus.STATE_IDLE
             self.get_logger().info(
@@ -256,27 +257,6 @@ class TunerNode(Node):
             ops.set_error(f"round failed: {type(exc).__name__}: {printable(exc, 200)}")
         finally:
             ops.finish()
-
-    def _serve(self, bundle: ModelBundle, path: Path, source: str) -> tuple[bool, str, int]:
-        """Perception serves ``path`` as ``bundle.version`` (its validated swap), then the
-        engine and the persisted pointer say so; (success, message, perception's active)."""
-        version = bundle.version
-        ok, why, active = self.ops.swap(self.swap_client, path, version,
-                                       self.settings.swap_timeout_s)
-        if ok:
-            with self.ops.lock:
-                self._deploy(bundle, version, source)
-                self.ops.swapping = 0
-            self._activated(version, path)
-        return ok, why, active
-
-    def _activated(self, version: int, path: Path) -> None:
-        """Persist the pointer perception starts from, then apply retention."""
-        self.registry.activate(version, path, base=self._base)
-        pruned = self.registry.prune()
-        self.counts["models_pruned"] += len(pruned)
-        if pruned:
-            self.get_logger().info(f"retention: removed versions {pruned}")
 
     def _progress(self, line: str) -> None:
         self.get_logger().info(f"round {self.rounds_done + 1}: {line}",
@@ -355,7 +335,7 @@ class TunerNode(Node):
         try:
             bundle = load_checkpoint(path)
             bundle.version = version
-            ok, why, active = self._serve(bundle, path, "rollback")
+            ok, why, active = self.serving.serve(self.engine, bundle, path, "rollback")
             if ok:
                 ops.counts["rollbacks"] += 1
                 res.success, res.active_version = True, version
@@ -382,6 +362,7 @@ class TunerNode(Node):
                 "trained_through": self._watermark["trained_through"],
                 "last_round_duration": self.last_duration, "last_val_accuracy": self.last_val,
                 "last_error": ops.last_error, **ops.counts, **self.counts,
+                **self.serving.counts,
                 **self.guard.values()}
 
     def _publish_status(self) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from rclpy.client import Client
 from rclpy.impl.rcutils_logger import RcutilsLogger
@@ -21,6 +22,16 @@ from rclpy.impl.rcutils_logger import RcutilsLogger
 from etuner_ros.core.text import printable
 from etuner_ros.msg import TunerStatus
 from etuner_ros.srv import SwapWeights
+
+
+class SwapOutcome(NamedTuple):
+    """Perception's answer to a swap; ``answered`` is False when none came (service absent or
+    no answer in time), and then ``active`` (perception's active version) is unknown: 0."""
+
+    ok: bool
+    message: str
+    active: int
+    answered: bool
 
 
 class TunerOps:
@@ -77,13 +88,11 @@ class TunerOps:
         self.state, self.last_error, self.reason = TunerStatus.STATE_ERROR, why, why
         self._log.error(why)
 
-    def swap(self, client: Client, path: Path, version: int,
-             timeout: float) -> tuple[bool, str, int]:
-        """Ask perception to serve ``path`` as ``version``; (success, message, active). Until
-        the caller deploys and clears :attr:`swapping`, model_info of this version is left to
-        it."""
+    def swap(self, client: Client, path: Path, version: int, timeout: float) -> SwapOutcome:
+        """Ask perception to serve ``path`` as ``version``. Until the caller deploys and clears
+        :attr:`swapping`, model_info of this version is left to it."""
         if not client.wait_for_service(timeout_sec=timeout):
-            return False, f"swap service {client.srv_name} not available", 0
+            return SwapOutcome(False, f"swap service {client.srv_name} not available", 0, False)
         with self.lock:
             self.swapping = version
         req = SwapWeights.Request(checkpoint_path=str(path), version=version)
@@ -92,13 +101,17 @@ class TunerOps:
         while not future.done() and time.monotonic() < deadline:
             time.sleep(0.01)
         res = future.result() if future.done() else None
+        if not future.done():  # a late answer must not land on a future nobody reads
+            client.remove_pending_request(future)
+            future.cancel()
         if res is None:
             self.counts["swaps_failed"] += 1
-            return False, f"no answer in {timeout:.0f} s", 0
-        if not res.success or int(res.active_version) != version:
+            return SwapOutcome(False, f"no answer in {timeout:.0f} s", 0, False)
+        active = int(res.active_version)
+        if not res.success or active != version:
             self.counts["swaps_failed"] += 1
-            return False, printable(res.message, 300), int(res.active_version)
-        return True, printable(res.message, 300), int(res.active_version)
+            return SwapOutcome(False, printable(res.message, 300), active, True)
+        return SwapOutcome(True, printable(res.message, 300), active, True)
 
 
 def answer_failure(*args) -> object:

@@ -139,3 +139,101 @@ def test_a_model_info_the_tuner_cannot_load_is_an_error_with_its_cause(tmp_path)
         s = node.status_dict()
         assert s["state"] == TunerStatus.STATE_ERROR and node.engine is None
         assert "cannot load v4" in s["reason"] and "gone.pt" in s["reason"]
+
+
+@contextmanager
+def slow_perception(node, answer_after_s: float, accept: bool) -> Iterator[list]:
+    """A peer on the tuner's context with the ``swap_weights`` service perception offers: it
+    announces the requested version on ``model_info`` when ``accept`` (as perception does once
+    it serves it), then answers after ``answer_after_s``; both nodes spun by one executor.
+    Yields the requests it received."""
+    from rclpy.callback_groups import ReentrantCallbackGroup
+    from rclpy.executors import MultiThreadedExecutor
+
+    from etuner_ros.ros.qos import latched_qos
+    from etuner_ros.srv import SwapWeights
+
+    peer = rclpy.create_node("slow_perception", context=node.context)
+    info = peer.create_publisher(ModelInfo, "model_info", latched_qos())
+    seen: list = []
+    answered = threading.Semaphore(0)
+
+    def swap(req, res):
+        seen.append(req)
+        if accept:
+            info.publish(ModelInfo(version=req.version, checkpoint_path=req.checkpoint_path,
+                                   architecture=ARCH))
+        time.sleep(answer_after_s)
+        res.success, res.active_version = accept, req.version if accept else node.active_version
+        res.message = "served" if accept else "refused: not active"
+        answered.release()
+        return res
+
+    peer.create_service(SwapWeights, "slow_swap", swap, callback_group=ReentrantCallbackGroup())
+    ex = MultiThreadedExecutor(num_threads=4, context=node.context)
+    ex.add_node(node)
+    ex.add_node(peer)
+    t = threading.Thread(target=ex.spin, daemon=True)
+    t.start()
+    try:
+        yield seen
+    finally:
+        for _ in seen:  # let every answer go out before the peer is destroyed
+            answered.acquire(timeout=10)
+        time.sleep(0.2)
+        ex.shutdown(timeout_sec=10)
+        t.join(10)
+        peer.destroy_node()
+
+
+def test_a_swap_answered_too_late_is_believed_from_model_info(tmp_path):
+    """Perception serves the version but its answer comes after ``swap_timeout_s``: its
+    latched ``model_info`` (heard during the swap, when the tuner leaves that version to the
+    answer) says so, and the tuner serves it too (it used to stay at the old version with an
+    error, unaware of what perception served, and the pointer kept the old one)."""
+    torch.manual_seed(0)
+    reg = ModelRegistry(tmp_path / "models")
+    paths = {v: reg.save(ModelBundle(build_model(ARCH, 2), ARCH, ["a", "b"], v, 32))
+             for v in (1, 2)}
+    with tuner_node(tmp_path, swap_timeout_s=1.0, swap_service="slow_swap") as node:
+        node._on_model_info(ModelInfo(version=2, checkpoint_path=str(paths[2]),
+                                      architecture=ARCH))
+        with slow_perception(node, answer_after_s=2.5, accept=True) as seen:
+            res = node._on_rollback(Rollback.Request(version=1), Rollback.Response())
+            assert len(seen) == 1
+        assert res.success and res.active_version == 1, res.message
+        assert "no answer in 1 s" in res.message and "model_info says it serves v1" in res.message
+        assert node.active_version == 1 and node.serving.counts["swaps_answered_late"] == 1
+        assert reg.read_pointer().version == 1
+
+
+def test_a_candidate_perception_refused_is_set_aside_not_a_rollback_target(tmp_path):
+    """A round's candidate that perception refused is moved to ``models/failed/``: it stayed
+    a kept version that ``~/rollback`` could later serve although it never served."""
+    import numpy as np
+
+    from etuner_ros.core.store import Sample
+
+    torch.manual_seed(0)
+    reg = ModelRegistry(tmp_path / "models")
+    path = reg.save(ModelBundle(build_model(ARCH, 2), ARCH, ["a", "b"], 1, 32))
+    with tuner_node(tmp_path, swap_timeout_s=5.0, swap_service="slow_swap", policy="immediate",
+                    holdout_fraction=0.0, epochs=1) as node:
+        node._on_model_info(ModelInfo(version=1, checkpoint_path=str(path), architecture=ARCH))
+        rng = np.random.default_rng(0)
+        node.engine.observe_labels(
+            [Sample(i + 1, rng.integers(0, 255, (32, 32, 3), dtype=np.uint8), "ab"[i % 2], 0)
+             for i in range(8)], now=1.0)
+        with slow_perception(node, answer_after_s=0.0, accept=False) as seen:
+            assert node._on_force(Trigger.Request(), Trigger.Response()).success
+            deadline = time.monotonic() + 60
+            while node.busy and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not node.busy and [r.version for r in seen] == [2]
+        s = node.status_dict()
+        assert s["candidates_set_aside"] == 1 and "refused: not active" in s["reason"]
+        assert "moved to" in s["reason"] and "failed" in s["reason"]
+        assert 2 not in reg.kept() and (tmp_path / "models" / "failed").is_dir()
+        assert list(reg.set_aside_versions()) == [2] and reg.next_version() == 3
+        again = node._on_rollback(Rollback.Request(version=2), Rollback.Response())
+        assert not again.success and "not kept" in again.message

@@ -124,10 +124,15 @@ def test_start_model_pointer_wins_when_valid_else_base_with_warning(tmp_path, ba
 
 def test_tuner_state_round_trips_and_survives_damage(tmp_path):
     reg = ModelRegistry(tmp_path)
-    assert reg.read_tuner_state() == {"trained_through": 0, "unlabelled_through": 0}
+    assert reg.read_tuner_state() == {"trained_through": 0, "unlabelled_through": 0,
+                                      "store_id": None}
     reg.write_tuner_state(41, 7)
     assert ModelRegistry(tmp_path).read_tuner_state() == {"trained_through": 41,
-                                                          "unlabelled_through": 7}
+                                                          "unlabelled_through": 7,
+                                                          "store_id": None}
+    reg.write_tuner_state(42, 8, store_id=99)
+    assert reg.read_tuner_state() == {"trained_through": 42, "unlabelled_through": 8,
+                                      "store_id": 99}
     (tmp_path / "tuner_state.json").write_text("[1, 2")
     assert reg.read_tuner_state()["trained_through"] == 0
 
@@ -192,3 +197,24 @@ def test_load_checkpoint_refuses_a_truncated_file(tmp_path):
     p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
     with pytest.raises(CheckpointError):
         load_checkpoint(p)
+
+
+def test_a_refused_candidate_is_set_aside_never_a_target_and_its_version_never_reused(tmp_path):
+    """A candidate perception refused moves to ``failed/``: kept for inspection, out of the
+    rollback targets (it used to stay one), its number still counted; retention bounds it."""
+    reg = ModelRegistry(tmp_path, keep_last=2)
+    paths = {v: reg.save(bundle(v)) for v in (1, 2, 3)}
+    reg.activate(2, paths[2], base=(1, str(paths[1])))
+    moved = reg.set_aside(3)
+    assert moved == tmp_path / "failed" / paths[3].name and moved.is_file()
+    assert not paths[3].exists() and 3 not in reg.kept()
+    with pytest.raises(RegistryError, match="not kept"):
+        reg.rollback_target(3, 2)
+    assert ModelRegistry(tmp_path, keep_last=2).next_version() == 4  # a restart too
+    assert reg.set_aside(3) is None  # already gone: nothing to move
+    for v in (4, 5, 6):
+        reg.save(bundle(v))
+        reg.set_aside(v)
+    assert reg.prune() == [3, 4]  # the newest keep_last set aside stay
+    assert list(reg.set_aside_versions()) == [5, 6] and list(reg.kept()) == [1, 2]
+    assert ModelRegistry(tmp_path).next_version() == 7

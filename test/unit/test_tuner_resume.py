@@ -62,3 +62,29 @@ def test_resume_samples_are_bounded_and_stop_at_the_watermark(tmp_path):
     assert [s.id for s in recent] == newest
     assert resume_samples(store, 0, tc, np.random.default_rng(0)) == ([], [], 0)
     store.close()
+
+
+def test_a_watermark_of_another_store_is_not_applied(tmp_path):
+    """The watermark is a labelled id of one store file: with another file (``store_file``
+    changed, the file replaced) it would silently skip the new store's labels up to it."""
+    from etuner_ros.core.resume import checked_watermark
+    from etuner_ros.core.store import SampleStore
+
+    img = np.zeros((8, 8, 3), np.uint8)
+    a = SampleStore(tmp_path / "a.db")
+    for i in range(5):
+        a.add_labelled(img, "a", i)
+    assert SampleStore(tmp_path / "a.db").store_id == a.store_id  # a file keeps its identity
+    b = SampleStore(tmp_path / "b.db")
+    assert b.store_id != a.store_id
+    state = {"trained_through": 4, "unlabelled_through": 2, "store_id": a.store_id}
+    kept, why = checked_watermark(state, a.store_id, a.max_labelled_id())
+    assert kept == state and why == ""
+    zero, why = checked_watermark(state, b.store_id, b.max_labelled_id())
+    assert zero == {"trained_through": 0, "unlabelled_through": 0, "store_id": b.store_id}
+    assert "another sample store" in why
+    # a file written before the store id was recorded: trusted unless it cannot be this store's
+    legacy = {"trained_through": 4, "unlabelled_through": 2, "store_id": None}
+    assert checked_watermark(legacy, a.store_id, 5)[0]["trained_through"] == 4
+    zero, why = checked_watermark(legacy, b.store_id, 0)
+    assert zero["trained_through"] == 0 and "above this store's newest labelled id 0" in why
