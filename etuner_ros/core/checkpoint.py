@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from etuner_ros.core.class_names import model_class
 from etuner_ros.core.model import SUPPORTED_ARCHS, ModelBundle, build_model
 from etuner_ros.core.text import printable
 
@@ -193,7 +194,8 @@ def load_checkpoint(path: str | os.PathLike[str], expected_arch: str | None = No
     """Load and validate a checkpoint written by save_checkpoint; raise CheckpointError if bad.
 
     Checks, in order, before anything large is allocated: file size <= ``max_bytes``, format,
-    architecture, label map (1..MAX_CLASSES printable unique names), version (0..2**31-1),
+    architecture, label map (1..MAX_CLASSES printable unique names, returned in the spelling
+    corrections use: ``core/class_names.model_class``), version (0..2**31-1),
     input_size (MIN_INPUT_SIZE..MAX_INPUT_SIZE), the head's shape against the label map; then
     finite weights and every tensor's shape and dtype against the architecture.
     ``expected_classes_prefix`` is the label map currently served: a swap may add classes at the
@@ -211,6 +213,10 @@ def load_checkpoint(path: str | os.PathLike[str], expected_arch: str | None = No
     if expected_arch is not None and arch != expected_arch:
         raise _fail(path, f"architecture {arch!r} does not match expected {expected_arch!r}")
     _check_sizes(path, names, version, input_size)
+    names = [model_class(n) for n in names]  # the spelling corrections use (core/class_names)
+    if len(set(names)) != len(names):
+        raise _fail(path, "class_names has duplicates once spelled as corrections spell them "
+                          "(lower case, spaces as '_')")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise _fail(path, "state_dict missing or not a dict of tensors")
     head_w = state.get(_HEAD_KEY[arch])

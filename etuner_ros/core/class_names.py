@@ -66,6 +66,16 @@ def normalise_class(raw: object) -> str:
     return name
 
 
+def model_class(name: str) -> str:
+    """A model's class name as corrections spell it: its canonical spelling when it has one
+    ("Cell phone" -> "cell_phone"), else unchanged (such a class serves, but no correction can
+    name it). Without this a correction naming a model's own "Cup" was a new class "cup"."""
+    try:
+        return normalise_class(name)
+    except InvalidClassName:
+        return name
+
+
 def parse_class_list(text: str) -> list[str]:
     """``"cup, Pill Box,walker"`` -> ``["cup", "pill_box", "walker"]`` (the parameter format);
     an invalid entry raises :class:`InvalidClassName` so a bad configuration fails at start."""

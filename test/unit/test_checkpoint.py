@@ -255,3 +255,19 @@ def test_wrong_dtype(tmp_path: Path, bundle: ModelBundle) -> None:
     torch.save(data, path)
     with pytest.raises(CheckpointError, match="dtype"):
         load_checkpoint(path)
+
+
+def test_class_names_come_back_spelled_as_corrections_spell_them(tmp_path: Path,
+                                                                bundle: ModelBundle) -> None:
+    """A model's "Cell phone" is the "cell_phone" caregivers correct to (it used to be a new
+    class beside the model's own); a name with no canonical spelling is kept as it is; two names
+    that become one are refused."""
+    path = save_checkpoint(tmp_path / "m.pt", bundle)
+    data = torch.load(path, weights_only=True)
+    data["class_names"] = ["Cup", " Cell  phone ", "a/b"]
+    torch.save(data, path)
+    assert load_checkpoint(path).class_names == ["cup", "cell_phone", "a/b"]
+    data["class_names"] = ["Cup", "cup", "plate"]
+    torch.save(data, path)
+    with pytest.raises(CheckpointError, match="duplicates once spelled"):
+        load_checkpoint(path)
