@@ -37,6 +37,7 @@ from etuner_ros.core.batch_writer import BatchWriter
 from etuner_ros.core.class_names import (
     ClassPolicy,
     InvalidClassName,
+    model_class,
     normalise_class,
     parse_class_list,
 )
@@ -52,6 +53,7 @@ from etuner_ros.core.region_choice import (
     names_region,
 )
 from etuner_ros.core.regions import CROP_CONTEXT, crop
+from etuner_ros.core.silence import Silence
 from etuner_ros.core.store import Correction, SampleStore
 from etuner_ros.core.text import printable
 from etuner_ros.msg import DetectionArray, LabelCorrection, ModelInfo
@@ -159,7 +161,7 @@ class LabelCollectorNode(Node):
         self._queue_size = int(queue_size)
         self._waiting: PendingCorrections[LabelCorrection] = PendingCorrections(self._queue_size)
         self._classes_lock = threading.Lock()
-        self._last_frame_ns = self._now()
+        self._silence = Silence()  # no-frames warning on ROS time (core/silence.py)
 
         g = self.guard.wrap
         self.create_subscription(Image, "image", g(self._on_image, "image"),
@@ -213,7 +215,7 @@ class LabelCollectorNode(Node):
         key = stamp_ns(msg.header.stamp)
         size = len(msg.data)
         self.ledger.count("frames")
-        self._last_frame_ns = self._now()
+        self._silence.seen(self._now() / 1e9)
         if not self._frames.put(key, msg, size):
             self.ledger.count("oversize_frames")
             self.get_logger().warn(
@@ -231,8 +233,9 @@ class LabelCollectorNode(Node):
 
     def _on_model_info(self, msg: ModelInfo) -> None:
         """The serving model's classes are known: corrections naming them are stored, and
-        held samples of them are released (by the writer)."""
-        names = {str(n) for n in msg.class_names}
+        held samples of them are released (by the writer). Spelled as corrections are: a
+        perception of another make may announce "Cup" for what caregivers call "cup"."""
+        names = {model_class(str(n)) for n in msg.class_names}
         self._model_classes = frozenset(names)
         with self._classes_lock:
             self._new_model_classes |= names
@@ -363,7 +366,7 @@ class LabelCollectorNode(Node):
 
     # --- diagnostics and shutdown --------------------------------------------------------
     def _diagnose(self) -> tuple[bytes, str, dict]:
-        since_frame = (self._now() - self._last_frame_ns) / 1e9
+        since_frame = self._silence.seconds(self._now() / 1e9)
         return self.ledger.diagnosis(since_frame, self.no_frame_warn_s, {
             "waiting": len(self._waiting), "write_queue": self._writer.pending(),
             "frames_cached": len(self._frames), "frame_cache_bytes": self._frames.nbytes,

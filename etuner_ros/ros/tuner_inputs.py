@@ -26,6 +26,7 @@ from rclpy.impl.rcutils_logger import RcutilsLogger
 from sensor_msgs.msg import Image
 
 from etuner_ros.core.regions import CROP_CONTEXT, Box, served_views, whole_frame
+from etuner_ros.core.silence import Silence
 from etuner_ros.core.store import SampleStore
 from etuner_ros.core.tuner import ContinualTuner
 from etuner_ros.msg import DetectionArray
@@ -60,7 +61,7 @@ class TunerInputs:
         self._detections = 0
         # None until the clock runs (under use_sim_time it reads 0 until /clock arrives, then
         # jumps): silence and rates are measured from the first time seen on a running clock.
-        self._last_frame: float | None = None
+        self._silence = Silence()
         self._rate_t0: float | None = None
         self.changes_detected = 0
         self.max_change_score = 0.0
@@ -84,14 +85,11 @@ class TunerInputs:
 
     def frame_seen(self, now: float) -> None:
         """A frame arrived at ``now`` (ROS time; ignored while the clock does not run)."""
-        if now > 0:
-            self._last_frame = now
+        self._silence.seen(now)
 
     def seconds_since_frame(self, now: float) -> float:
-        """Silence of the camera in ROS time, 0 until the clock runs."""
-        if now > 0 and (self._last_frame is None or now < self._last_frame):
-            self._last_frame = now  # start watching (or the clock went back)
-        return 0.0 if self._last_frame is None else now - self._last_frame
+        """Silence of the camera in ROS time, 0 until the clock runs (``core/silence.py``)."""
+        return self._silence.seconds(now)
 
     def add_detections(self, msg: DetectionArray | None = None) -> None:
         """One ``detections`` message: one inference of the serving model, and the boxes it

@@ -255,12 +255,14 @@ def sim_time_system(tmp_path):
                namespace="simtime")
     clock = s.probe.publisher(Clock, "/clock", 10)
     stop = threading.Event()
+    s.sim_now = 0.0  # the latest /clock, seconds
 
-    def tick():  # sim time runs 20x real time
+    def tick():  # sim time runs 20x real time, from 1000 s
         t = 1_000 * KEY
         while not stop.is_set():
             t += KEY // 5
             clock.publish(Clock(clock=Time(sec=t // KEY, nanosec=t % KEY)))
+            s.sim_now = t / KEY
             time.sleep(0.01)
 
     thread = threading.Thread(target=tick, daemon=True)
@@ -276,6 +278,10 @@ def sim_time_system(tmp_path):
 
 def test_pairing_timeout_runs_on_ros_time(sim_time_system):
     s = sim_time_system
+    # the camera's silence counts from the first /clock, not from sim time 0: it read 1000+ s
+    # (and warned) the moment /clock started
+    quiet = float(s.values()["seconds_since_frame"])
+    assert quiet < s.sim_now - 900, (quiet, s.sim_now)
     before = _counts(s)
     t0 = time.monotonic()
     s.cor_pub.publish(s.correction(Time(sec=5), "cup"))  # no such frame, ever
