@@ -156,6 +156,26 @@ def group_flops(bundle: ModelBundle) -> list[float]:
     return _FLOPS_CACHE[key]
 
 
+_EMBED_FLOPS_CACHE: dict[tuple, float] = {}
+
+
+def embed_flops(bundle: ModelBundle) -> float:
+    """Forward FLOPs per image of :func:`~etuner_ros.core.model.embed` (the drift detector's
+    features): every group but the head, *plus* the classifier layers before the head's last
+    linear (MobileNetV3's 576->1024 linear, which ``sum(group_flops[:-1])`` left out)."""
+    key = (bundle.arch, bundle.input_size, bundle.num_classes)
+    if key not in _EMBED_FLOPS_CACHE:
+        model = bundle.model
+        was = model.training
+        model.eval()
+        x = torch.zeros(1, 3, bundle.input_size, bundle.input_size)
+        with torch.no_grad(), FlopCounterMode(display=False) as fc:
+            embed(model, bundle.arch, x)
+        model.train(was)
+        _EMBED_FLOPS_CACHE[key] = float(fc.get_total_flops())
+    return _EMBED_FLOPS_CACHE[key]
+
+
 def set_train_mode(model: nn.Module, bn_eval: bool) -> None:
     model.train()
     if bn_eval:
@@ -247,7 +267,7 @@ def imprint(bundle: ModelBundle, x: torch.Tensor, y: torch.Tensor, rows: Sequenc
             mu = f[m].mean(dim=0)
             lin.weight[r] = mu / mu.norm().clamp_min(1e-12) * scale
             lin.bias[r] = bias
-    return float(int(use.sum()) * sum(group_flops(bundle)[:-1]))
+    return float(int(use.sum()) * embed_flops(bundle))
 
 
 def _optimiser(params: list[nn.Parameter], head_params: list[nn.Parameter],

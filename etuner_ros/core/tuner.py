@@ -53,7 +53,7 @@ from etuner_ros.core.round_result import RoundResult
 from etuner_ros.core.rounds import TrainingInputs, run_bn_only, run_training
 from etuner_ros.core.semi_supervised import propagated
 from etuner_ros.core.simfreeze import SimFreeze
-from etuner_ros.core.trainer import batched, group_flops
+from etuner_ros.core.trainer import batched, embed_flops
 from etuner_ros.core.tuner_config import TunerConfig
 
 __all__ = ["ContinualTuner", "RoundResult", "TunerConfig"]  # where callers import them
@@ -158,8 +158,7 @@ class ContinualTuner:
                 if sel:
                     x = self._x([images[i] for i in sel])
                     self.changes.update(x, self._embed)
-                    cost.add_flops("embed", len(sel) *
-                                   sum(group_flops(self.changes.embedder)[:-1]))
+                    cost.add_flops("embed", len(sel) * embed_flops(self.changes.embedder))
             self.costs.add_overhead(cost)
             return self.changes.score
 
@@ -356,7 +355,7 @@ class ContinualTuner:
             if self.policy.uses_drift and self.changes.changed:
                 with self.costs.measure() as cost:
                     n = self.changes.weights_deployed(bundle, self._embed)
-                    cost.add_flops("embed", n * sum(group_flops(bundle)[:-1]))
+                    cost.add_flops("embed", n * embed_flops(bundle))
                 self.costs.add_overhead(cost)
 
     # --- reporting --------------------------------------------------------------------------

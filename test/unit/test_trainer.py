@@ -241,3 +241,18 @@ def test_shallow_adabn_adapts_only_the_front_groups_and_charges_only_their_flops
             assert moved == (id(m) in front_bns), n
     # depth 0: every BN layer, the whole forward
     assert adapt_bn_front(b, x, 1.0, depth=0) == 16 * sum(group_flops(b))
+
+
+def test_embed_flops_count_every_layer_embed_runs():
+    """The drift detector's features run the classifier's hidden linear too; counting only the
+    groups before the head left it out (~11 % of an embedding)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from etuner_ros.core.model import embed
+    from etuner_ros.core.trainer import embed_flops, group_flops
+
+    b = bundle()
+    x = torch.zeros(1, 3, b.input_size, b.input_size)
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        embed(b.model, ARCH, x)
+    assert embed_flops(b) == float(fc.get_total_flops()) > sum(group_flops(b)[:-1])
