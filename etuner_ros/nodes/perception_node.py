@@ -68,7 +68,8 @@ class PerceptionNode(LifecycleNode):
         cfg = declare_settings(self)  # also self.annotate and self.no_frames_warn_s
         self.arch, self._ckpt, self._models_dir = cfg.arch, cfg.checkpoint, cfg.models_dir
         self.autostart = cfg.autostart
-        self.feed = RegionFeed(self, cfg.image_queue_depth)
+        self._guard = CallbackGuard(self)
+        self.feed = RegionFeed(self, cfg.image_queue_depth, self._guard.wrap)
         self.memory = MemoryFeed(self)
         self._group = MutuallyExclusiveCallbackGroup()  # frames and boxes: one at a time
         torch.set_num_threads(cfg.torch_threads)
@@ -79,7 +80,6 @@ class PerceptionNode(LifecycleNode):
                 "round will compete with inference (keep perception's + the tuner's "
                 "torch_threads <= cores)")
         self._qos = image_qos(cfg.image_reliability, cfg.image_queue_depth)
-        self._guard = CallbackGuard(self)
         self._bundle: ModelBundle | None = None
         self._bundle_path = ""
         self._swap_lock = threading.Lock()  # one swap at a time; inference never takes it
@@ -268,7 +268,6 @@ class PerceptionNode(LifecycleNode):
     def _check_silence(self) -> None:
         """Warn once when an active node has had no frame for ``no_frames_warn_s``; track
         whether lost frames can be counted (one publisher)."""
-        self.feed.expire(self.get_clock().now().nanoseconds)
         sub = self._sub
         if sub is None:
             return

@@ -29,7 +29,7 @@ BOXES = [Box(2, 3, 30, 20), Box(40, 10, 24, 40), Box(70, 30, 26, 34)]
 def system(tmp_path_factory):
     sut, probe, ctx = start(tmp_path_factory.mktemp("regions"), "regions",
                             overlay="    region_source: topic\n    region_timeout_s: 1.0\n"
-                                    "    max_regions: 8\n")
+                                    "    max_regions: 8\n    region_wait_mb: 1.0\n")
     ctx["boxes"] = probe.publisher(DetectionArray, "regions", reliable_qos(50))
     try:
         yield ctx
@@ -172,6 +172,34 @@ def test_a_correction_sticks_to_the_region_it_names_in_the_next_frames(system):
     assert again.detections[0].class_name == first.detections[0].class_name
     for d in again.detections[1:]:
         assert d.class_id == names.index(d.class_name) and 0.95 <= d.score <= 1.0001
+    system["sut"].check()
+
+
+def test_frames_waiting_for_boxes_are_bounded_in_bytes_and_counted(system):
+    """region_wait_mb 1.0: two 640x480 frames (0.88 MiB each) without boxes cannot both wait;
+    the older goes at once, counted as pairing_frames_over_bytes; its boxes, late, find no
+    frame and time out (counted); the newer frame times out (counted). Nothing is answered."""
+    before = values(perception_status(system))
+    (old, _), (new, _) = frame(system, 15), frame(system, 16)
+    big = np.random.default_rng(15).integers(0, 255, (480, 640, 3), np.uint8)
+    publish_frame(system, old, big)
+    publish_frame(system, new, big)
+
+    def counted(ready=lambda d: d["pairing_frames_timed_out"] and d["pairing_regions_timed_out"]):
+        v = values(perception_status(system))
+        d = {k: int(v[k]) - int(before[k]) for k in
+             ("pairing_frames_over_bytes", "pairing_frames_timed_out",
+              "pairing_regions_timed_out", "pairing_frames_pushed_out")}
+        return d if ready(d) else None
+
+    wait_for(lambda: counted(lambda d: d["pairing_frames_over_bytes"]), 30, "the older frame out")
+    publish_boxes(system, old, BOXES)  # only now: earlier, they could beat its frame and pair
+
+    assert wait_for(counted, 30, "both frames and the boxes counted") == {
+        "pairing_frames_over_bytes": 1, "pairing_frames_timed_out": 1,
+        "pairing_regions_timed_out": 1, "pairing_frames_pushed_out": 0}
+    assert float(values(perception_status(system))["pairing_frames_waiting_mb"]) == 0.0
+    assert not [a for a in system["dets"] if a.header.stamp in (old, new)]
     system["sut"].check()
 
 
