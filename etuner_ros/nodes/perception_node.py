@@ -47,7 +47,7 @@ from etuner_ros.ros.image import (
     rgb_to_image,
 )
 from etuner_ros.ros.label_memory_feed import MemoryFeed
-from etuner_ros.ros.params import ParameterError, warn_undeclared
+from etuner_ros.ros.params import warn_undeclared
 from etuner_ros.ros.perception_params import declare_settings
 from etuner_ros.ros.perception_status import PerceptionStats, verdict
 from etuner_ros.ros.qos import image_qos, latched_qos, reliable_qos
@@ -92,9 +92,10 @@ class PerceptionNode(LifecycleNode):
         self._watchdog = self.create_timer(1.0, self._guard.wrap(self._check_silence,
                                                                  "watchdog"))
         warn_undeclared(self)
-        if self.autostart:
-            if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
-                raise ParameterError(f"perception: cannot configure: {self.last_error}")
+        # A checkpoint that fails to load is not a reason to end the process (a respawn would
+        # fail the same way every 2 s): the node stays unconfigured, ERROR on /diagnostics,
+        # until the file is fixed and a lifecycle manager (or ros2 lifecycle set) configures it.
+        if self.autostart and self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
             self.trigger_activate()
 
     # --- lifecycle: each transition guarded; a failure is FAILURE (back to the last state) --
@@ -106,7 +107,15 @@ class PerceptionNode(LifecycleNode):
         return self._guard.wrap(body, name, failed)(state)
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-        return self._transition(self._configure, "on_configure", state)
+        ret = self._transition(self._configure, "on_configure", state)
+        with self.stats.lock:
+            self.stats.configure_error = (
+                "" if ret == TransitionCallbackReturn.SUCCESS else self.stats.last_error)
+        if ret != TransitionCallbackReturn.SUCCESS:
+            self.get_logger().error(
+                f"configure failed, staying unconfigured: {self.stats.configure_error}; fix it, "
+                f"then `ros2 lifecycle set {self.get_fully_qualified_name()} configure`")
+        return ret
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         return self._transition(self._activate, "on_activate", state)
@@ -127,13 +136,11 @@ class PerceptionNode(LifecycleNode):
                                             self.get_logger().warn)
             self.feed.load()
         except CheckpointError as exc:
-            self.stats.last_error = str(exc)
-            self.get_logger().error(f"cannot load checkpoint: {exc}")
+            self.stats.last_error = printable(exc, 300)
             return TransitionCallbackReturn.FAILURE
         if not 0 < bundle.version <= MAX_VERSION:
-            self.stats.last_error = (f"starting checkpoint has version {bundle.version}; "
-                                     f"needs 1..{MAX_VERSION}")
-            self.get_logger().error(self.stats.last_error)
+            self.stats.last_error = (f"checkpoint {path}: version {bundle.version}; a served "
+                                     f"model needs 1..{MAX_VERSION}")
             return TransitionCallbackReturn.FAILURE
         self._bundle, self._bundle_path = bundle, path
         self.det_pub = self.create_lifecycle_publisher(DetectionArray, "detections",

@@ -3,8 +3,9 @@
 Kept apart from the node (as ``tuner_status`` is from the tuner node): :class:`PerceptionStats`
 holds what the node counts and when frames came, and builds the :class:`PerceptionState` that
 :func:`verdict` judges, so the node file is only ROS glue, and the order of the checks, which
-decides what an operator reads first, is in one small place: not configured, inactive, silent,
-nothing yet, frames lost in this period, callback failures, bad frames, failed swaps.
+decides what an operator reads first, is in one small place: configure failed, not configured,
+inactive, silent, nothing yet, frames lost in this period, callback failures, bad frames,
+failed swaps.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 from rclpy.time import Time
 
-from etuner_ros.ros.diagnostics import OK, WARN
+from etuner_ros.ros.diagnostics import ERROR, OK, WARN
 from etuner_ros.ros.frame_loss import FrameLoss
 from etuner_ros.ros.guard import CallbackGuard
 
@@ -37,10 +38,14 @@ class PerceptionState:
     bad_frames: int
     last_error: str
     swaps_failed: int
+    configure_error: str = ""  # why the last configure failed (cleared by one that succeeds)
 
 
 def verdict(s: PerceptionState) -> tuple[bytes, str]:
-    """The first problem that applies, else OK (WARN after a failed swap)."""
+    """The first problem that applies, else OK (WARN after a failed swap); ERROR only when
+    configure failed: the node cannot serve until someone fixes the cause."""
+    if not s.configured and s.configure_error:
+        return ERROR, f"configure failed: {s.configure_error}"
     if not s.configured:
         return WARN, f"not configured {s.last_error}".strip()
     if not s.active:
@@ -67,6 +72,7 @@ class PerceptionStats:
         self.frames = self.bad_frames = self.forwards = self.regions = 0
         self.swaps_ok = self.swaps_failed = 0
         self.last_error = ""
+        self.configure_error = ""
         self.loss = FrameLoss()  # frames the camera sent that never reached the callback
         self.latency: deque[float] = deque(maxlen=300)  # s of CPU work per frame
         self.stamps: deque[int] = deque(maxlen=50)  # receipt times, ns of the node clock
@@ -134,5 +140,5 @@ class PerceptionStats:
             state = PerceptionState(
                 configured, active, version, quiet, warn_after_s, self.frames, lost_now,
                 seen_now, guard.total(), str(values.get("last_failure", "")), self.bad_frames,
-                self.last_error, self.swaps_failed)
+                self.last_error, self.swaps_failed, self.configure_error)
         return state, values

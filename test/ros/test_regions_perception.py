@@ -206,7 +206,8 @@ def test_frames_waiting_for_boxes_are_bounded_in_bytes_and_counted(system):
 def test_the_built_in_proposer_finds_regions_and_each_is_recognised(tmp_path_factory):
     """Issue 8, criterion 2: region_source detector loads a proposer checkpoint the project
     made (a short run of sim.train_proposer) and recognises each box it proposes, in one
-    batched forward; a broken proposer file stops perception's configure with the reason."""
+    batched forward; a broken proposer file fails perception's configure with the reason (the
+    process lives on, perception unconfigured)."""
     import torch
 
     from etuner_ros.core.proposer import save_proposer
@@ -246,7 +247,9 @@ def test_the_built_in_proposer_finds_regions_and_each_is_recognised(tmp_path_fac
     bad = Bringup(d / "bad.log", "--params-file", str(_overlay(d, "broken.pt")),
                   "--checkpoint", str(d / "base.pt"), "--namespace", "badprop")
     try:
-        wait_for(lambda: not bad.alive(), 60, "bringup refusing the broken proposer")
+        wait_for(lambda: "configure failed, staying unconfigured" in bad.log(), 60,
+                 "perception refusing the broken proposer")
+        assert bad.alive(), bad.log()
         assert "broken.pt" in bad.log() and "proposer" in bad.log().lower()
     finally:
         bad.stop()
