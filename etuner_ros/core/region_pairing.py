@@ -33,6 +33,8 @@ class PairCounts:
     frames_pushed_out: int = 0   # more frames waiting than the bound
     regions_pushed_out: int = 0
     frames_over_bytes: int = 0   # out (oldest first) to keep waiting frames under the byte bound
+    frames_flushed: int = 0      # still waiting when the owner stopped pairing (drain)
+    regions_flushed: int = 0
     duplicates: int = 0          # a second frame or box message for a stamp already waiting
 
     def as_dict(self) -> dict[str, int]:
@@ -104,6 +106,18 @@ class StampPairer(Generic[F, R]):
             nr = self._expire(self._regions, now_ns)
             self.counts.frames_timed_out += nf
             self.counts.regions_timed_out += nr
+            return nf, nr
+
+    def drain(self) -> tuple[int, int]:
+        """Drop and count everything waiting (the owner stops: nothing may stay held);
+        returns (frames, box messages)."""
+        with self._lock:
+            nf, nr = len(self._frames), len(self._regions)
+            self._frames.clear()
+            self._regions.clear()
+            self._frame_bytes = 0
+            self.counts.frames_flushed += nf
+            self.counts.regions_flushed += nr
             return nf, nr
 
     def waiting(self) -> tuple[int, int]:

@@ -37,7 +37,6 @@ from etuner_ros.core.model import ModelBundle
 from etuner_ros.core.regions import crop
 from etuner_ros.core.registry import load_start_model
 from etuner_ros.core.text import printable
-from etuner_ros.msg import DetectionArray, ModelInfo
 from etuner_ros.ros.diagnostics import Diagnostics
 from etuner_ros.ros.guard import CallbackGuard
 from etuner_ros.ros.image import (
@@ -48,9 +47,10 @@ from etuner_ros.ros.image import (
 )
 from etuner_ros.ros.label_memory_feed import MemoryFeed
 from etuner_ros.ros.params import warn_undeclared
+from etuner_ros.ros.perception_outputs import PerceptionOutputs
 from etuner_ros.ros.perception_params import declare_settings
 from etuner_ros.ros.perception_status import PerceptionStats, verdict
-from etuner_ros.ros.qos import image_qos, latched_qos, reliable_qos
+from etuner_ros.ros.qos import image_qos
 from etuner_ros.ros.region_feed import RegionFeed
 from etuner_ros.ros.region_input import Region
 from etuner_ros.ros.region_msgs import detection_array
@@ -83,11 +83,12 @@ class PerceptionNode(LifecycleNode):
         self._bundle: ModelBundle | None = None
         self._bundle_path = ""
         self._swap_lock = threading.Lock()  # one swap at a time; inference never takes it
+        self._shut_down = False
         self.stats = PerceptionStats()  # counters and stream times, for /diagnostics
         self._publishers_checked = -1e9  # perf_counter of the last count_publishers
         self._sub = None
         self._srv = None
-        self.det_pub = self.ann_pub = self.info_pub = None
+        self.out = PerceptionOutputs(self)  # publishers, and whether frames are answered
         Diagnostics(self, "inference", self._diagnose)
         self._watchdog = self.create_timer(1.0, self._guard.wrap(self._check_silence,
                                                                  "watchdog"))
@@ -143,11 +144,7 @@ class PerceptionNode(LifecycleNode):
                                      f"model needs 1..{MAX_VERSION}")
             return TransitionCallbackReturn.FAILURE
         self._bundle, self._bundle_path = bundle, path
-        self.det_pub = self.create_lifecycle_publisher(DetectionArray, "detections",
-                                                       reliable_qos())
-        self.ann_pub = self.create_lifecycle_publisher(Image, "detections/image",
-                                                       reliable_qos(2))
-        self.info_pub = self.create_lifecycle_publisher(ModelInfo, "model_info", latched_qos())
+        self.out.create()
         self._srv = self.create_service(
             SwapWeights, "~/swap_weights",
             self._guard.wrap(self._on_swap, "swap_weights", self._swap_crashed),
@@ -160,6 +157,7 @@ class PerceptionNode(LifecycleNode):
     def _activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Start serving: subscribe to the camera and announce the model."""
         ret = super().on_activate(state)
+        self.out.serve(True)
         try:  # all or nothing: a failed activation leaves no subscription taking frames
             if self._sub is None:
                 self._sub = self.create_subscription(
@@ -172,7 +170,7 @@ class PerceptionNode(LifecycleNode):
             super().on_deactivate(state)
             raise
         self.stats.restart(self.get_clock().now())
-        self._publish_info()
+        self.out.announce(self._bundle, self._bundle_path)
         self.get_logger().info(f"active: serving v{self.version}")
         return ret
 
@@ -183,24 +181,33 @@ class PerceptionNode(LifecycleNode):
         return super().on_deactivate(state)
 
     def _cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Release the model and the outputs. Under the swap lock: a swap running on its own
-        thread finishes first, and none can install a model after the release."""
+        """Release the model, the proposer, waiting frames and the outputs. Under the swap
+        lock: a swap running on its own thread finishes first, and none can install a model
+        after the release."""
         with self._swap_lock:
             if self._srv is not None:
                 self.destroy_service(self._srv)
                 self._srv = None
-            for pub in (self.det_pub, self.ann_pub, self.info_pub):
-                if pub is not None:
-                    self.destroy_lifecycle_publisher(pub)
-            self.det_pub = self.ann_pub = self.info_pub = None
+            self.out.release()
             self._bundle = None
+            self.feed.release()
         return TransitionCallbackReturn.SUCCESS
 
     def _shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Finalized, from any state: hold nothing (what cleanup releases, the subscriptions
+        and the timers); /diagnostics stays, to say so."""
         self._drop_subscription()
+        self._cleanup(state)
+        self.feed.stop()
+        if self._watchdog is not None:
+            self.destroy_timer(self._watchdog)
+            self._watchdog = None
+        self._shut_down = True
+        self.get_logger().info("shut down: model, outputs and subscriptions released")
         return TransitionCallbackReturn.SUCCESS
 
     def _drop_subscription(self) -> None:
+        self.out.serve(False)
         self.feed.unsubscribe()
         self.memory.unsubscribe()
         if self._sub is not None:
@@ -218,6 +225,9 @@ class PerceptionNode(LifecycleNode):
     # --- inference -----------------------------------------------------------------------
     def _on_image(self, msg: Image, info: dict) -> None:
         t0 = time.perf_counter()  # CPU latency of our own work, not stream time
+        if not self.out.serving:  # taken before deactivate, cleanup or shutdown removed us
+            self._not_serving()
+            return
         now = self.get_clock().now()
         sub, one = self._sub, None
         if sub is not None and t0 - self._publishers_checked > 0.5:  # a cheap graph query
@@ -249,6 +259,7 @@ class PerceptionNode(LifecycleNode):
         """One batched forward over the frame's regions; one Detection per region."""
         bundle = self._bundle  # one read: a swap during this frame affects the next one
         if bundle is None:
+            self._not_serving()
             return
         boxes = [r.box for r in regions]
         crops = [crop(rgb, b, self.feed.crop_context) for b in boxes]
@@ -258,7 +269,9 @@ class PerceptionNode(LifecycleNode):
                                       bundle.class_names, rgb.shape[1], rgb.shape[0])
         out = detection_array(header, bundle.version, bundle.class_names, regions, names, scores,
                               recalled)
-        self.det_pub.publish(out)
+        if not self.out.answer(out):  # deactivated while we worked
+            self._not_serving()
+            return
         with self.stats.lock:
             self.stats.frames += 1
             self.stats.forwards += bool(boxes)
@@ -266,11 +279,18 @@ class PerceptionNode(LifecycleNode):
             self.stats.latency.append(time.perf_counter() - t0)
         # Drawing and sending a full-size copy costs as much as inference at 640x480: only
         # while someone (RViz) looks. Not part of the detection latency above.
-        if self.annotate and self.ann_pub.get_subscription_count() > 0:
+        ann = self.out.annotated() if self.annotate else None
+        if ann is not None:
             labels = [(tuple(r.box), f"{d.class_name} {'=' if d.recalled else ''}{d.score:.2f}")
                       for r, d in zip(regions, out.detections, strict=True)]
-            self.ann_pub.publish(rgb_to_image(
+            ann.publish(rgb_to_image(
                 annotate_regions(rgb, labels, f"v{bundle.version}"), header))
+
+    def _not_serving(self) -> None:
+        with self.stats.lock:
+            self.stats.while_inactive += 1
+        self.get_logger().info("a frame arrived while not active: not answered (counted as "
+                               "frames_while_inactive)", throttle_duration_sec=10.0)
 
     def _check_silence(self) -> None:
         """Warn once when an active node has had no frame for ``no_frames_warn_s``; track
@@ -311,7 +331,7 @@ class PerceptionNode(LifecycleNode):
             self._bundle = new  # the swap: the next frame uses the new model
             self._bundle_path = str(path)
             self.stats.swaps_ok += 1
-        self._publish_info()
+        self.out.announce(new, str(path))
         res.success, res.active_version = True, new.version
         res.message = (f"swapped v{current.version} -> v{new.version} "
                        f"({len(new.class_names)} classes)")
@@ -333,21 +353,12 @@ class PerceptionNode(LifecycleNode):
         """A failure no check foresaw (out of memory building the model...): still an answer."""
         return self._refuse(res, self.version, f"internal error {type(exc).__name__}: {exc}")
 
-    def _publish_info(self) -> None:
-        b = self._bundle
-        if b is None or self.info_pub is None:
-            return
-        info = ModelInfo(version=b.version, architecture=b.arch, input_size=b.input_size,
-                         class_names=list(b.class_names), checkpoint_path=self._bundle_path)
-        info.header.stamp = self.get_clock().now().to_msg()
-        self.info_pub.publish(info)
-
     def _diagnose(self) -> tuple[bytes, str, dict]:
         state, values = self.stats.report(
             self.get_clock().now(), configured=self._bundle is not None,
             active=self._sub is not None, version=self.version,
             warn_after_s=self.no_frames_warn_s, guard=self._guard,
-            extra={**self.feed.values(), **self.memory.values()})
+            extra={**self.feed.values(), **self.memory.values()}, shut_down=self._shut_down)
         level, message = verdict(state)
         if state.lost_now and " lost " in message:
             self.get_logger().warn(

@@ -3,9 +3,9 @@
 Kept apart from the node (as ``tuner_status`` is from the tuner node): :class:`PerceptionStats`
 holds what the node counts and when frames came, and builds the :class:`PerceptionState` that
 :func:`verdict` judges, so the node file is only ROS glue, and the order of the checks, which
-decides what an operator reads first, is in one small place: configure failed, not configured,
-inactive, silent, nothing yet, frames lost in this period, callback failures, bad frames,
-failed swaps.
+decides what an operator reads first, is in one small place: shut down, configure failed, not
+configured, inactive, silent, nothing yet, frames lost in this period, callback failures, bad
+frames, failed swaps.
 """
 
 from __future__ import annotations
@@ -39,11 +39,14 @@ class PerceptionState:
     last_error: str
     swaps_failed: int
     configure_error: str = ""  # why the last configure failed (cleared by one that succeeds)
+    shut_down: bool = False
 
 
 def verdict(s: PerceptionState) -> tuple[bytes, str]:
     """The first problem that applies, else OK (WARN after a failed swap); ERROR only when
     configure failed: the node cannot serve until someone fixes the cause."""
+    if s.shut_down:
+        return WARN, "shut down (finalized): holds no model, serves nothing"
     if not s.configured and s.configure_error:
         return ERROR, f"configure failed: {s.configure_error}"
     if not s.configured:
@@ -70,6 +73,7 @@ class PerceptionStats:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.frames = self.bad_frames = self.forwards = self.regions = 0
+        self.while_inactive = 0  # frames a callback got while the node was not active
         self.swaps_ok = self.swaps_failed = 0
         self.last_error = ""
         self.configure_error = ""
@@ -114,8 +118,8 @@ class PerceptionStats:
             return quiet
 
     def report(self, now: Time, *, configured: bool, active: bool, version: int,
-               warn_after_s: float, guard: CallbackGuard, extra: dict[str, Any]
-               ) -> tuple[PerceptionState, dict[str, Any]]:
+               warn_after_s: float, guard: CallbackGuard, extra: dict[str, Any],
+               shut_down: bool = False) -> tuple[PerceptionState, dict[str, Any]]:
         """The state for :func:`verdict` and the values for ``/diagnostics`` (``extra``: the
         feeds' counters); each call starts a new period for the frames lost in it."""
         with self.lock:
@@ -129,6 +133,7 @@ class PerceptionStats:
             self._prev = (self.frames, self.loss.lost)
             values = {"model_version": version, "frames": self.frames,
                       "bad_frames": self.bad_frames, "frames_lost": self.loss.lost,
+                      "frames_while_inactive": self.while_inactive,
                       "fps": fps,
                       "latency_ms": float(np.mean(lat)),
                       "latency_p50_ms": float(np.percentile(lat, 50)),
@@ -140,5 +145,5 @@ class PerceptionStats:
             state = PerceptionState(
                 configured, active, version, quiet, warn_after_s, self.frames, lost_now,
                 seen_now, guard.total(), str(values.get("last_failure", "")), self.bad_frames,
-                self.last_error, self.swaps_failed, self.configure_error)
+                self.last_error, self.swaps_failed, self.configure_error, shut_down)
         return state, values

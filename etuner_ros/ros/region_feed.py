@@ -115,6 +115,20 @@ class RegionFeed:
             self.node.destroy_subscription(self._sub)
             self._sub = None
 
+    def release(self) -> None:
+        """Cleanup: the proposer's weights and the frames waiting for boxes (counted) go;
+        the next configure loads the proposer again."""
+        self.proposer = None
+        self.pairer.drain()
+
+    def stop(self) -> None:
+        """Shutdown: :meth:`release`, and the expiry timer goes too."""
+        self.unsubscribe()
+        self.release()
+        if self._expiry is not None:
+            self.node.destroy_timer(self._expiry)
+            self._expiry = None
+
     def frame(self, header, rgb: np.ndarray, now_ns: int) -> tuple | None:
         """A frame arrived: ``(header, rgb, regions)`` to recognise now, or None (it waits)."""
         if self.source == "detector" and self.proposer is not None:

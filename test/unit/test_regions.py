@@ -112,10 +112,13 @@ def test_pairer_bounds_the_bytes_of_waiting_frames_oldest_out_first():
     assert p.waiting_frame_bytes() == 40                   # f2 is kept
     p.add_frame(2, "f2b", 7, 30)                           # a republished frame replaces f2
     assert p.counts.duplicates == 1 and p.waiting_frame_bytes() == 30
-    assert p.expire(10**9 + 7) == (1, 1) and p.waiting_frame_bytes() == 0
-    assert p.counts.as_dict() == {"frames_timed_out": 1, "regions_timed_out": 1,
+    p.add_regions(5, ["d"], 8)
+    assert p.drain() == (1, 2) and p.waiting() == (0, 0)   # the owner stops: all counted
+    assert p.waiting_frame_bytes() == 0
+    assert p.counts.as_dict() == {"frames_timed_out": 0, "regions_timed_out": 0,
                                   "frames_pushed_out": 0, "regions_pushed_out": 0,
-                                  "frames_over_bytes": 2, "duplicates": 1}
+                                  "frames_over_bytes": 2, "frames_flushed": 1,
+                                  "regions_flushed": 2, "duplicates": 1}
 
 
 def test_pairer_refuses_nonsense_bounds():
