@@ -15,7 +15,11 @@ package needed) starts the same nodes with the same names, YAML, namespace and r
 Every node that subscribes to the camera (perception, label_collector, tuner) gets the
 ``image`` remap, and sim_camera publishes on it. Fast DDS reads ``config/fastdds.xml`` (large
 camera frames through best effort) unless the user set a profile. The nodes respawn after a
-crash that Python cannot catch (segfault, OOM kill); exceptions in callbacks never end them.
+crash that Python cannot catch (segfault, OOM kill); exceptions in callbacks never end them. A
+perception checkpoint that fails to load does not end perception either: it stays unconfigured,
+ERROR on /diagnostics naming the file, until the file is fixed and it is configured again
+(``ros2 lifecycle set``). An invalid parameter ends a node with exit code 2 and the reason;
+respawn then retries every 2 s, logging the reason, until the parameter is fixed.
 """
 
 from __future__ import annotations

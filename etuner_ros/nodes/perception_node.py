@@ -24,14 +24,12 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections import deque
 from pathlib import Path
 
 import numpy as np
 import torch
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.time import Time
 from sensor_msgs.msg import Image
 
 from etuner_ros.core.checkpoint import MAX_VERSION, CheckpointError
@@ -39,9 +37,7 @@ from etuner_ros.core.model import ModelBundle
 from etuner_ros.core.regions import crop
 from etuner_ros.core.registry import load_start_model
 from etuner_ros.core.text import printable
-from etuner_ros.msg import DetectionArray, ModelInfo
 from etuner_ros.ros.diagnostics import Diagnostics
-from etuner_ros.ros.frame_loss import FrameLoss
 from etuner_ros.ros.guard import CallbackGuard
 from etuner_ros.ros.image import (
     ImageConversionError,
@@ -50,10 +46,11 @@ from etuner_ros.ros.image import (
     rgb_to_image,
 )
 from etuner_ros.ros.label_memory_feed import MemoryFeed
-from etuner_ros.ros.params import ParameterError, warn_undeclared
+from etuner_ros.ros.params import warn_undeclared
+from etuner_ros.ros.perception_outputs import PerceptionOutputs
 from etuner_ros.ros.perception_params import declare_settings
-from etuner_ros.ros.perception_status import PerceptionState, verdict
-from etuner_ros.ros.qos import image_qos, latched_qos, reliable_qos
+from etuner_ros.ros.perception_status import PerceptionStats, verdict
+from etuner_ros.ros.qos import image_qos
 from etuner_ros.ros.region_feed import RegionFeed
 from etuner_ros.ros.region_input import Region
 from etuner_ros.ros.region_msgs import detection_array
@@ -71,10 +68,10 @@ class PerceptionNode(LifecycleNode):
         cfg = declare_settings(self)  # also self.annotate and self.no_frames_warn_s
         self.arch, self._ckpt, self._models_dir = cfg.arch, cfg.checkpoint, cfg.models_dir
         self.autostart = cfg.autostart
-        self.feed = RegionFeed(self, cfg.image_queue_depth)
+        self._guard = CallbackGuard(self)
+        self.feed = RegionFeed(self, cfg.image_queue_depth, self._guard.wrap)
         self.memory = MemoryFeed(self)
         self._group = MutuallyExclusiveCallbackGroup()  # frames and boxes: one at a time
-        self.forwards = self.regions = 0
         torch.set_num_threads(cfg.torch_threads)
         cores = os.cpu_count() or 1
         if cfg.torch_threads >= cores:
@@ -83,45 +80,43 @@ class PerceptionNode(LifecycleNode):
                 "round will compete with inference (keep perception's + the tuner's "
                 "torch_threads <= cores)")
         self._qos = image_qos(cfg.image_reliability, cfg.image_queue_depth)
-        self._guard = CallbackGuard(self)
         self._bundle: ModelBundle | None = None
         self._bundle_path = ""
         self._swap_lock = threading.Lock()  # one swap at a time; inference never takes it
-        self._stats_lock = threading.Lock()
-        self.frames = 0
-        self.bad_frames = 0
-        self._loss = FrameLoss()  # frames the camera sent that never reached _on_image
+        self._shut_down = False
+        self.stats = PerceptionStats()  # counters and stream times, for /diagnostics
         self._publishers_checked = -1e9  # perf_counter of the last count_publishers
-        self._diag_prev = (0, 0)  # (frames, frames_lost) at the previous /diagnostics
-        self.swaps_ok = 0
-        self.swaps_failed = 0
-        self.last_error = ""
-        self._latency: deque[float] = deque(maxlen=300)
-        self._stamps: deque[int] = deque(maxlen=50)  # receipt times, ns of the node clock
-        self._since: Time | None = None  # activation or last frame, node clock
-        self._silent = False
         self._sub = None
         self._srv = None
-        self.det_pub = self.ann_pub = self.info_pub = None
+        self.out = PerceptionOutputs(self)  # publishers, and whether frames are answered
         Diagnostics(self, "inference", self._diagnose)
         self._watchdog = self.create_timer(1.0, self._guard.wrap(self._check_silence,
                                                                  "watchdog"))
         warn_undeclared(self)
-        if self.autostart:
-            if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
-                raise ParameterError(f"perception: cannot configure: {self.last_error}")
+        # A checkpoint that fails to load is not a reason to end the process (a respawn would
+        # fail the same way every 2 s): the node stays unconfigured, ERROR on /diagnostics,
+        # until the file is fixed and a lifecycle manager (or ros2 lifecycle set) configures it.
+        if self.autostart and self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
             self.trigger_activate()
 
     # --- lifecycle: each transition guarded; a failure is FAILURE (back to the last state) --
     def _transition(self, body, name: str, state: LifecycleState) -> TransitionCallbackReturn:
         def failed(_state: LifecycleState, exc: BaseException) -> TransitionCallbackReturn:
-            self.last_error = printable(f"{name}: {type(exc).__name__}: {exc}", 200)
+            self.stats.last_error = printable(f"{name}: {type(exc).__name__}: {exc}", 200)
             return TransitionCallbackReturn.FAILURE
 
         return self._guard.wrap(body, name, failed)(state)
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-        return self._transition(self._configure, "on_configure", state)
+        ret = self._transition(self._configure, "on_configure", state)
+        with self.stats.lock:
+            self.stats.configure_error = (
+                "" if ret == TransitionCallbackReturn.SUCCESS else self.stats.last_error)
+        if ret != TransitionCallbackReturn.SUCCESS:
+            self.get_logger().error(
+                f"configure failed, staying unconfigured: {self.stats.configure_error}; fix it, "
+                f"then `ros2 lifecycle set {self.get_fully_qualified_name()} configure`")
+        return ret
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         return self._transition(self._activate, "on_activate", state)
@@ -142,20 +137,14 @@ class PerceptionNode(LifecycleNode):
                                             self.get_logger().warn)
             self.feed.load()
         except CheckpointError as exc:
-            self.last_error = str(exc)
-            self.get_logger().error(f"cannot load checkpoint: {exc}")
+            self.stats.last_error = printable(exc, 300)
             return TransitionCallbackReturn.FAILURE
         if not 0 < bundle.version <= MAX_VERSION:
-            self.last_error = f"starting checkpoint has version {bundle.version}; needs 1.."
-            self.last_error += str(MAX_VERSION)
-            self.get_logger().error(self.last_error)
+            self.stats.last_error = (f"checkpoint {path}: version {bundle.version}; a served "
+                                     f"model needs 1..{MAX_VERSION}")
             return TransitionCallbackReturn.FAILURE
         self._bundle, self._bundle_path = bundle, path
-        self.det_pub = self.create_lifecycle_publisher(DetectionArray, "detections",
-                                                       reliable_qos())
-        self.ann_pub = self.create_lifecycle_publisher(Image, "detections/image",
-                                                       reliable_qos(2))
-        self.info_pub = self.create_lifecycle_publisher(ModelInfo, "model_info", latched_qos())
+        self.out.create()
         self._srv = self.create_service(
             SwapWeights, "~/swap_weights",
             self._guard.wrap(self._on_swap, "swap_weights", self._swap_crashed),
@@ -168,6 +157,7 @@ class PerceptionNode(LifecycleNode):
     def _activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Start serving: subscribe to the camera and announce the model."""
         ret = super().on_activate(state)
+        self.out.serve(True)
         try:  # all or nothing: a failed activation leaves no subscription taking frames
             if self._sub is None:
                 self._sub = self.create_subscription(
@@ -179,9 +169,8 @@ class PerceptionNode(LifecycleNode):
             self._drop_subscription()
             super().on_deactivate(state)
             raise
-        with self._stats_lock:
-            self._since, self._silent = self.get_clock().now(), False
-        self._publish_info()
+        self.stats.restart(self.get_clock().now())
+        self.out.announce(self._bundle, self._bundle_path)
         self.get_logger().info(f"active: serving v{self.version}")
         return ret
 
@@ -192,24 +181,33 @@ class PerceptionNode(LifecycleNode):
         return super().on_deactivate(state)
 
     def _cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Release the model and the outputs. Under the swap lock: a swap running on its own
-        thread finishes first, and none can install a model after the release."""
+        """Release the model, the proposer, waiting frames and the outputs. Under the swap
+        lock: a swap running on its own thread finishes first, and none can install a model
+        after the release."""
         with self._swap_lock:
             if self._srv is not None:
                 self.destroy_service(self._srv)
                 self._srv = None
-            for pub in (self.det_pub, self.ann_pub, self.info_pub):
-                if pub is not None:
-                    self.destroy_lifecycle_publisher(pub)
-            self.det_pub = self.ann_pub = self.info_pub = None
+            self.out.release()
             self._bundle = None
+            self.feed.release()
         return TransitionCallbackReturn.SUCCESS
 
     def _shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Finalized, from any state: hold nothing (what cleanup releases, the subscriptions
+        and the timers); /diagnostics stays, to say so."""
         self._drop_subscription()
+        self._cleanup(state)
+        self.feed.stop()
+        if self._watchdog is not None:
+            self.destroy_timer(self._watchdog)
+            self._watchdog = None
+        self._shut_down = True
+        self.get_logger().info("shut down: model, outputs and subscriptions released")
         return TransitionCallbackReturn.SUCCESS
 
     def _drop_subscription(self) -> None:
+        self.out.serve(False)
         self.feed.unsubscribe()
         self.memory.unsubscribe()
         if self._sub is not None:
@@ -220,29 +218,29 @@ class PerceptionNode(LifecycleNode):
     def version(self) -> int:
         return self._bundle.version if self._bundle is not None else 0
 
+    @property
+    def last_error(self) -> str:
+        return self.stats.last_error
+
     # --- inference -----------------------------------------------------------------------
     def _on_image(self, msg: Image, info: dict) -> None:
         t0 = time.perf_counter()  # CPU latency of our own work, not stream time
+        if not self.out.serving:  # taken before deactivate, cleanup or shutdown removed us
+            self._not_serving()
+            return
         now = self.get_clock().now()
-        sub = self._sub
+        sub, one = self._sub, None
         if sub is not None and t0 - self._publishers_checked > 0.5:  # a cheap graph query
             self._publishers_checked = t0
             one = self.count_publishers(sub.topic_name) == 1
-            with self._stats_lock:
-                self._loss.set_single_publisher(one)
-        with self._stats_lock:
-            self._loss.observe(info)
-            self._since = now
-            self._stamps.append(now.nanoseconds)
-            if self._silent:
-                self._silent = False
-                self.get_logger().info("frames arrive again")
+        if self.stats.received(now, info, one):
+            self.get_logger().info("frames arrive again")
         try:
             rgb = image_to_rgb(msg)
         except ImageConversionError as exc:
-            with self._stats_lock:
-                self.bad_frames += 1
-                self.last_error = printable(exc, 200)
+            with self.stats.lock:
+                self.stats.bad_frames += 1
+                self.stats.last_error = printable(exc, 200)
             self.get_logger().warn(f"dropping frame: {printable(exc, 200)}",
                                    throttle_duration_sec=5.0)
             return
@@ -261,6 +259,7 @@ class PerceptionNode(LifecycleNode):
         """One batched forward over the frame's regions; one Detection per region."""
         bundle = self._bundle  # one read: a swap during this frame affects the next one
         if bundle is None:
+            self._not_serving()
             return
         boxes = [r.box for r in regions]
         crops = [crop(rgb, b, self.feed.crop_context) for b in boxes]
@@ -270,44 +269,41 @@ class PerceptionNode(LifecycleNode):
                                       bundle.class_names, rgb.shape[1], rgb.shape[0])
         out = detection_array(header, bundle.version, bundle.class_names, regions, names, scores,
                               recalled)
-        self.det_pub.publish(out)
-        with self._stats_lock:
-            self.frames += 1
-            self.forwards += bool(boxes)
-            self.regions += len(boxes)
-            self._latency.append(time.perf_counter() - t0)
+        if not self.out.answer(out):  # deactivated while we worked
+            self._not_serving()
+            return
+        with self.stats.lock:
+            self.stats.frames += 1
+            self.stats.forwards += bool(boxes)
+            self.stats.regions += len(boxes)
+            self.stats.latency.append(time.perf_counter() - t0)
         # Drawing and sending a full-size copy costs as much as inference at 640x480: only
         # while someone (RViz) looks. Not part of the detection latency above.
-        if self.annotate and self.ann_pub.get_subscription_count() > 0:
+        ann = self.out.annotated() if self.annotate else None
+        if ann is not None:
             labels = [(tuple(r.box), f"{d.class_name} {'=' if d.recalled else ''}{d.score:.2f}")
                       for r, d in zip(regions, out.detections, strict=True)]
-            self.ann_pub.publish(rgb_to_image(
+            ann.publish(rgb_to_image(
                 annotate_regions(rgb, labels, f"v{bundle.version}"), header))
+
+    def _not_serving(self) -> None:
+        with self.stats.lock:
+            self.stats.while_inactive += 1
+        self.get_logger().info("a frame arrived while not active: not answered (counted as "
+                               "frames_while_inactive)", throttle_duration_sec=10.0)
 
     def _check_silence(self) -> None:
         """Warn once when an active node has had no frame for ``no_frames_warn_s``; track
         whether lost frames can be counted (one publisher)."""
-        self.feed.expire(self.get_clock().now().nanoseconds)
         sub = self._sub
-        if sub is not None:
-            one = self.count_publishers(sub.topic_name) == 1
-            with self._stats_lock:
-                self._loss.set_single_publisher(one)
-        with self._stats_lock:
-            if self._sub is None or self._since is None or self._silent:
-                return
-            now = self.get_clock().now()
-            if self._since.nanoseconds == 0:  # use_sim_time before the first /clock
-                self._since = now
-                return
-            quiet = (now - self._since).nanoseconds / 1e9
-            if quiet < self.no_frames_warn_s:
-                return
-            self._silent = True
-            topic = self._sub.topic_name
-        self.get_logger().warn(
-            f"no frames for {quiet:.1f} s on {topic} (is the camera running, "
-            "and do its QoS and the transport let its frames through?)")
+        if sub is None:
+            return
+        one = self.count_publishers(sub.topic_name) == 1
+        quiet = self.stats.went_silent(self.get_clock().now(), one, self.no_frames_warn_s)
+        if quiet is not None:
+            self.get_logger().warn(
+                f"no frames for {quiet:.1f} s on {sub.topic_name} (is the camera running, "
+                "and do its QoS and the transport let its frames through?)")
 
     # --- hot swap ------------------------------------------------------------------------
     def _on_swap(self, req: SwapWeights.Request, res: SwapWeights.Response
@@ -334,8 +330,8 @@ class PerceptionNode(LifecycleNode):
             new.predict([np.zeros((new.input_size, new.input_size, 3), np.uint8)])
             self._bundle = new  # the swap: the next frame uses the new model
             self._bundle_path = str(path)
-            self.swaps_ok += 1
-        self._publish_info()
+            self.stats.swaps_ok += 1
+        self.out.announce(new, str(path))
         res.success, res.active_version = True, new.version
         res.message = (f"swapped v{current.version} -> v{new.version} "
                        f"({len(new.class_names)} classes)")
@@ -344,9 +340,9 @@ class PerceptionNode(LifecycleNode):
 
     def _refuse(self, res: SwapWeights.Response, active: int, why: str
                 ) -> SwapWeights.Response:
-        with self._stats_lock:
-            self.swaps_failed += 1
-            self.last_error = printable(why, 200)
+        with self.stats.lock:
+            self.stats.swaps_failed += 1
+            self.stats.last_error = printable(why, 200)
         res.success, res.active_version = False, active
         res.message = f"swap refused, still serving v{active}: {printable(why, 400)}"
         self.get_logger().error(res.message)
@@ -357,47 +353,17 @@ class PerceptionNode(LifecycleNode):
         """A failure no check foresaw (out of memory building the model...): still an answer."""
         return self._refuse(res, self.version, f"internal error {type(exc).__name__}: {exc}")
 
-    def _publish_info(self) -> None:
-        b = self._bundle
-        if b is None or self.info_pub is None:
-            return
-        info = ModelInfo(version=b.version, architecture=b.arch, input_size=b.input_size,
-                         class_names=list(b.class_names), checkpoint_path=self._bundle_path)
-        info.header.stamp = self.get_clock().now().to_msg()
-        self.info_pub.publish(info)
-
     def _diagnose(self) -> tuple[bytes, str, dict]:
-        now = self.get_clock().now()
-        with self._stats_lock:
-            lat = np.array(self._latency) * 1e3 if self._latency else np.array([np.nan])
-            span = (self._stamps[-1] - self._stamps[0]) / 1e9 if len(self._stamps) > 1 else 0.0
-            fps = (len(self._stamps) - 1) / span if span > 0 else 0.0
-            quiet = ((now - self._since).nanoseconds / 1e9
-                     if self._since is not None and self._since.nanoseconds else 0.0)
-            lost_now = self._loss.lost - self._diag_prev[1]
-            seen_now = self.frames - self._diag_prev[0] + lost_now
-            self._diag_prev = (self.frames, self._loss.lost)
-            values = {"model_version": self.version, "frames": self.frames,
-                      "bad_frames": self.bad_frames, "frames_lost": self._loss.lost,
-                      "fps": fps,
-                      "latency_ms": float(np.mean(lat)),
-                      "latency_p50_ms": float(np.percentile(lat, 50)),
-                      "latency_p95_ms": float(np.percentile(lat, 95)),
-                      "seconds_since_frame": quiet,
-                      "swaps_ok": self.swaps_ok, "swaps_failed": self.swaps_failed,
-                      "regions": self.regions, "forward_passes": self.forwards,
-                      **self.feed.values(), **self.memory.values(),
-                      "last_error": self.last_error, **self._guard.values()}
-        state = PerceptionState(
-            self._bundle is not None, self._sub is not None, self.version, quiet,
-            self.no_frames_warn_s, self.frames, lost_now, seen_now, self._guard.total(),
-            str(values.get("last_failure", "")), self.bad_frames, self.last_error,
-            self.swaps_failed)
+        state, values = self.stats.report(
+            self.get_clock().now(), configured=self._bundle is not None,
+            active=self._sub is not None, version=self.version,
+            warn_after_s=self.no_frames_warn_s, guard=self._guard,
+            extra={**self.feed.values(), **self.memory.values()}, shut_down=self._shut_down)
         level, message = verdict(state)
         if state.lost_now and " lost " in message:
             self.get_logger().warn(
-                f"{lost_now} of {seen_now} camera frames lost before inference in the last "
-                "period (best-effort drops: transport settings or a full queue)",
+                f"{state.lost_now} of {state.seen_now} camera frames lost before inference in "
+                "the last period (best-effort drops: transport settings or a full queue)",
                 throttle_duration_sec=10.0)
         return level, message, values
 

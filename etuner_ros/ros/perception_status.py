@@ -1,16 +1,26 @@
-"""Perception's verdict on ``/diagnostics``: one level and one line from its counters.
+"""Perception's counters and its verdict on ``/diagnostics``: one level and one line.
 
-Kept apart from the node (as ``tuner_status`` is from the tuner node) so the order of the
-checks, which decides what an operator reads first, is in one small place: not configured,
-inactive, silent, nothing yet, frames lost in this period, callback failures, bad frames,
-failed swaps.
+Kept apart from the node (as ``tuner_status`` is from the tuner node): :class:`PerceptionStats`
+holds what the node counts and when frames came, and builds the :class:`PerceptionState` that
+:func:`verdict` judges, so the node file is only ROS glue, and the order of the checks, which
+decides what an operator reads first, is in one small place: shut down, configure failed, not
+configured, inactive, silent, nothing yet, frames lost in this period, callback failures, bad
+frames, failed swaps.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
-from etuner_ros.ros.diagnostics import OK, WARN
+import numpy as np
+from rclpy.time import Time
+
+from etuner_ros.ros.diagnostics import ERROR, OK, WARN
+from etuner_ros.ros.frame_loss import FrameLoss
+from etuner_ros.ros.guard import CallbackGuard
 
 
 @dataclass
@@ -28,10 +38,17 @@ class PerceptionState:
     bad_frames: int
     last_error: str
     swaps_failed: int
+    configure_error: str = ""  # why the last configure failed (cleared by one that succeeds)
+    shut_down: bool = False
 
 
 def verdict(s: PerceptionState) -> tuple[bytes, str]:
-    """The first problem that applies, else OK (WARN after a failed swap)."""
+    """The first problem that applies, else OK (WARN after a failed swap); ERROR only when
+    configure failed: the node cannot serve until someone fixes the cause."""
+    if s.shut_down:
+        return WARN, "shut down (finalized): holds no model, serves nothing"
+    if not s.configured and s.configure_error:
+        return ERROR, f"configure failed: {s.configure_error}"
     if not s.configured:
         return WARN, f"not configured {s.last_error}".strip()
     if not s.active:
@@ -47,3 +64,86 @@ def verdict(s: PerceptionState) -> tuple[bytes, str]:
     if s.bad_frames and s.last_error:
         return WARN, f"some frames dropped: {s.last_error}"
     return (OK if s.swaps_failed == 0 else WARN), f"serving v{s.version}"
+
+
+class PerceptionStats:
+    """What perception counts and when frames came (node clock), under one lock; the node adds
+    what it holds (model, subscription, feeds, guard) when :meth:`report` builds the state."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.frames = self.bad_frames = self.forwards = self.regions = 0
+        self.while_inactive = 0  # frames a callback got while the node was not active
+        self.swaps_ok = self.swaps_failed = 0
+        self.last_error = ""
+        self.configure_error = ""
+        self.loss = FrameLoss()  # frames the camera sent that never reached the callback
+        self.latency: deque[float] = deque(maxlen=300)  # s of CPU work per frame
+        self.stamps: deque[int] = deque(maxlen=50)  # receipt times, ns of the node clock
+        self.since: Time | None = None  # activation or last frame, node clock
+        self.silent = False
+        self._prev = (0, 0)  # (frames, frames_lost) at the previous report
+
+    def restart(self, now: Time) -> None:
+        """Activation: silence is measured from now."""
+        with self.lock:
+            self.since, self.silent = now, False
+
+    def received(self, now: Time, info: object, one_publisher: bool | None) -> bool:
+        """Book a frame's arrival (``info``: its MessageInfo; ``one_publisher``: None when not
+        checked this time); True when it ends a silence that was reported."""
+        with self.lock:
+            if one_publisher is not None:
+                self.loss.set_single_publisher(one_publisher)
+            self.loss.observe(info)
+            self.since = now
+            self.stamps.append(now.nanoseconds)
+            back, self.silent = self.silent, False
+            return back
+
+    def went_silent(self, now: Time, one_publisher: bool, warn_after_s: float) -> float | None:
+        """Seconds without frames when they just reached ``warn_after_s`` (once per silence),
+        else None."""
+        with self.lock:
+            self.loss.set_single_publisher(one_publisher)
+            if self.since is None or self.silent:
+                return None
+            if self.since.nanoseconds == 0:  # use_sim_time before the first /clock
+                self.since = now
+                return None
+            quiet = (now - self.since).nanoseconds / 1e9
+            if quiet < warn_after_s:
+                return None
+            self.silent = True
+            return quiet
+
+    def report(self, now: Time, *, configured: bool, active: bool, version: int,
+               warn_after_s: float, guard: CallbackGuard, extra: dict[str, Any],
+               shut_down: bool = False) -> tuple[PerceptionState, dict[str, Any]]:
+        """The state for :func:`verdict` and the values for ``/diagnostics`` (``extra``: the
+        feeds' counters); each call starts a new period for the frames lost in it."""
+        with self.lock:
+            lat = np.array(self.latency) * 1e3 if self.latency else np.array([np.nan])
+            span = (self.stamps[-1] - self.stamps[0]) / 1e9 if len(self.stamps) > 1 else 0.0
+            fps = (len(self.stamps) - 1) / span if span > 0 else 0.0
+            quiet = ((now - self.since).nanoseconds / 1e9
+                     if self.since is not None and self.since.nanoseconds else 0.0)
+            lost_now = self.loss.lost - self._prev[1]
+            seen_now = self.frames - self._prev[0] + lost_now
+            self._prev = (self.frames, self.loss.lost)
+            values = {"model_version": version, "frames": self.frames,
+                      "bad_frames": self.bad_frames, "frames_lost": self.loss.lost,
+                      "frames_while_inactive": self.while_inactive,
+                      "fps": fps,
+                      "latency_ms": float(np.mean(lat)),
+                      "latency_p50_ms": float(np.percentile(lat, 50)),
+                      "latency_p95_ms": float(np.percentile(lat, 95)),
+                      "seconds_since_frame": quiet,
+                      "swaps_ok": self.swaps_ok, "swaps_failed": self.swaps_failed,
+                      "regions": self.regions, "forward_passes": self.forwards,
+                      **extra, "last_error": self.last_error, **guard.values()}
+            state = PerceptionState(
+                configured, active, version, quiet, warn_after_s, self.frames, lost_now,
+                seen_now, guard.total(), str(values.get("last_failure", "")), self.bad_frames,
+                self.last_error, self.swaps_failed, self.configure_error, shut_down)
+        return state, values

@@ -29,7 +29,8 @@ REGION_SOURCES: tuple[str, ...] = ("frame", "topic", "detector")
 class RegionFeed:
     """Declares the region parameters on ``node``; see the module docstring."""
 
-    def __init__(self, node: Node, image_depth: int) -> None:
+    def __init__(self, node: Node, image_depth: int, wrap: Callable) -> None:
+        """``wrap``: the node's callback guard, for the expiry timer."""
         self.node = node
         self.source = declare(
             node, "region_source", "frame", "what is recognised in a frame: 'frame' (the whole "
@@ -53,6 +54,10 @@ class RegionFeed:
             node, "region_timeout_s", 1.0, "a frame waits this long (ROS time) for its boxes, "
             "and boxes for their frame; then both are counted as unpaired", minimum=0.01,
             maximum=60.0, read_only=True)
+        wait_mb = declare(
+            node, "region_wait_mb", 64.0, "region_source topic: MiB of camera frames that may "
+            "wait for their boxes together; beyond it the oldest is dropped and counted "
+            "(pairing_frames_over_bytes)", minimum=1.0, maximum=4096.0, read_only=True)
         self.max_regions = int(declare(
             node, "max_regions", 16, "regions recognised per frame at most (beyond it the "
             "upstream's least confident boxes are counted, not recognised)", minimum=1,
@@ -62,12 +67,17 @@ class RegionFeed:
             "cropping; must equal the label collector's", minimum=0.0, maximum=1.0,
             read_only=True))
         self.pairer: StampPairer = StampPairer(max(2, int(image_depth)) * 8,
-                                               int(float(timeout) * 1e9))
+                                               int(float(timeout) * 1e9),
+                                               int(float(wait_mb) * 2**20))
         self._lock = threading.Lock()
         self.bad = self.over_limit = 0
         self.proposals = 0
         self._sub = None
         self.proposer = None
+        self._expiry = None
+        if self.from_topic:  # arrivals expire what waits; this covers a stream that stopped
+            self._expiry = node.create_timer(min(max(float(timeout) / 2, 0.05), 1.0),
+                                             wrap(self.expire, "region_expiry"))
 
     @property
     def from_topic(self) -> bool:
@@ -105,6 +115,20 @@ class RegionFeed:
             self.node.destroy_subscription(self._sub)
             self._sub = None
 
+    def release(self) -> None:
+        """Cleanup: the proposer's weights and the frames waiting for boxes (counted) go;
+        the next configure loads the proposer again."""
+        self.proposer = None
+        self.pairer.drain()
+
+    def stop(self) -> None:
+        """Shutdown: :meth:`release`, and the expiry timer goes too."""
+        self.unsubscribe()
+        self.release()
+        if self._expiry is not None:
+            self.node.destroy_timer(self._expiry)
+            self._expiry = None
+
     def frame(self, header, rgb: np.ndarray, now_ns: int) -> tuple | None:
         """A frame arrived: ``(header, rgb, regions)`` to recognise now, or None (it waits)."""
         if self.source == "detector" and self.proposer is not None:
@@ -115,18 +139,17 @@ class RegionFeed:
                                  for k, p in enumerate(props)]
         if not self.from_topic:
             return header, rgb, [Region(whole_frame(rgb))]
-        pair = self.pairer.add_frame(stamp_ns(header.stamp), (header, rgb), now_ns)
+        pair = self.pairer.add_frame(stamp_ns(header.stamp), (header, rgb), now_ns, rgb.nbytes)
         return None if pair is None else self._regions(pair)
 
     def boxes(self, msg, now_ns: int) -> tuple | None:
         """Boxes arrived: ``(header, rgb, regions)`` when their frame waited, else None."""
-        self.pairer.expire(now_ns)
         pair = self.pairer.add_regions(stamp_ns(msg.header.stamp), msg, now_ns)
         return None if pair is None else self._regions(pair)
 
-    def expire(self, now_ns: int) -> None:
-        if self.from_topic:
-            self.pairer.expire(now_ns)
+    def expire(self) -> None:
+        """Count and drop what waited ``region_timeout_s`` of the node's clock."""
+        self.pairer.expire(self.node.get_clock().now().nanoseconds)
 
     def _regions(self, pair: tuple) -> tuple:
         (header, rgb), msg = pair
@@ -149,5 +172,6 @@ class RegionFeed:
         waiting_frames, waiting_boxes = self.pairer.waiting()
         out.update({f"pairing_{k}": v for k, v in self.pairer.counts.as_dict().items()})
         out.update({"pairing_frames_waiting": waiting_frames,
-                    "pairing_boxes_waiting": waiting_boxes})
+                    "pairing_boxes_waiting": waiting_boxes,
+                    "pairing_frames_waiting_mb": self.pairer.waiting_frame_bytes() / 2**20})
         return out

@@ -108,7 +108,9 @@ def spin_until_shutdown(executor: Executor, name: str, stop: threading.Event | N
 def run_node(factory: Callable[[], Node], name: str, args: list[str] | None = None,
              threads: int = 1) -> int:
     """Init rclpy, build the node and spin it until Ctrl-C; a bad parameter is one fatal log
-    line and exit code 2, not a traceback, and Ctrl-C before the node is built exits 0.
+    line and exit code 2, not a traceback, and Ctrl-C before the node is built exits 0. (A
+    perception checkpoint that fails to load is not a bad parameter: the node stays alive and
+    unconfigured, so it can be configured again once the file is fixed.)
     ``threads`` > 1 lets services answer while another callback (an inference, a swap wait)
     is running; it uses :class:`QueueAwareExecutor`, not rclpy's MultiThreadedExecutor, whose
     spin thread busy-loops while a callback waits for a free worker (``ros/executor.py``).

@@ -29,7 +29,7 @@ BOXES = [Box(2, 3, 30, 20), Box(40, 10, 24, 40), Box(70, 30, 26, 34)]
 def system(tmp_path_factory):
     sut, probe, ctx = start(tmp_path_factory.mktemp("regions"), "regions",
                             overlay="    region_source: topic\n    region_timeout_s: 1.0\n"
-                                    "    max_regions: 8\n")
+                                    "    max_regions: 8\n    region_wait_mb: 1.0\n")
     ctx["boxes"] = probe.publisher(DetectionArray, "regions", reliable_qos(50))
     try:
         yield ctx
@@ -175,10 +175,39 @@ def test_a_correction_sticks_to_the_region_it_names_in_the_next_frames(system):
     system["sut"].check()
 
 
+def test_frames_waiting_for_boxes_are_bounded_in_bytes_and_counted(system):
+    """region_wait_mb 1.0: two 640x480 frames (0.88 MiB each) without boxes cannot both wait;
+    the older goes at once, counted as pairing_frames_over_bytes; its boxes, late, find no
+    frame and time out (counted); the newer frame times out (counted). Nothing is answered."""
+    before = values(perception_status(system))
+    (old, _), (new, _) = frame(system, 15), frame(system, 16)
+    big = np.random.default_rng(15).integers(0, 255, (480, 640, 3), np.uint8)
+    publish_frame(system, old, big)
+    publish_frame(system, new, big)
+
+    def counted(ready=lambda d: d["pairing_frames_timed_out"] and d["pairing_regions_timed_out"]):
+        v = values(perception_status(system))
+        d = {k: int(v[k]) - int(before[k]) for k in
+             ("pairing_frames_over_bytes", "pairing_frames_timed_out",
+              "pairing_regions_timed_out", "pairing_frames_pushed_out")}
+        return d if ready(d) else None
+
+    wait_for(lambda: counted(lambda d: d["pairing_frames_over_bytes"]), 30, "the older frame out")
+    publish_boxes(system, old, BOXES)  # only now: earlier, they could beat its frame and pair
+
+    assert wait_for(counted, 30, "both frames and the boxes counted") == {
+        "pairing_frames_over_bytes": 1, "pairing_frames_timed_out": 1,
+        "pairing_regions_timed_out": 1, "pairing_frames_pushed_out": 0}
+    assert float(values(perception_status(system))["pairing_frames_waiting_mb"]) == 0.0
+    assert not [a for a in system["dets"] if a.header.stamp in (old, new)]
+    system["sut"].check()
+
+
 def test_the_built_in_proposer_finds_regions_and_each_is_recognised(tmp_path_factory):
     """Issue 8, criterion 2: region_source detector loads a proposer checkpoint the project
     made (a short run of sim.train_proposer) and recognises each box it proposes, in one
-    batched forward; a broken proposer file stops perception's configure with the reason."""
+    batched forward; a broken proposer file fails perception's configure with the reason (the
+    process lives on, perception unconfigured)."""
     import torch
 
     from etuner_ros.core.proposer import save_proposer
@@ -218,7 +247,9 @@ def test_the_built_in_proposer_finds_regions_and_each_is_recognised(tmp_path_fac
     bad = Bringup(d / "bad.log", "--params-file", str(_overlay(d, "broken.pt")),
                   "--checkpoint", str(d / "base.pt"), "--namespace", "badprop")
     try:
-        wait_for(lambda: not bad.alive(), 60, "bringup refusing the broken proposer")
+        wait_for(lambda: "configure failed, staying unconfigured" in bad.log(), 60,
+                 "perception refusing the broken proposer")
+        assert bad.alive(), bad.log()
         assert "broken.pt" in bad.log() and "proposer" in bad.log().lower()
     finally:
         bad.stop()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from etuner_ros.ros.diagnostics import OK, WARN
+from etuner_ros.ros.diagnostics import ERROR, OK, WARN
 from etuner_ros.ros.perception_status import PerceptionState, verdict
 
 GOOD = PerceptionState(configured=True, active=True, version=3, quiet_s=0.1, warn_after_s=5.0,
@@ -27,3 +27,6 @@ def test_each_problem_and_its_precedence():
                                                                         "loaded)")
     assert verdict(replace(GOOD, configured=False, active=False, last_error="no file")) == (
         WARN, "not configured no file")
+    assert verdict(replace(GOOD, configured=False, active=False, last_error="x",
+                           configure_error="checkpoint /m.pt: bad format")) == (
+        ERROR, "configure failed: checkpoint /m.pt: bad format")

@@ -84,8 +84,47 @@ def test_pairer_pairs_in_either_order_and_counts_every_unpaired_half():
     assert p.waiting() == (0, 0)
 
 
+def test_pairer_times_frames_out_on_every_arrival_not_only_on_expire():
+    """A busy stream: the first frame's boxes never come; the next arrivals (a frame, then
+    boxes) drop and count it without anyone calling expire() (it used to wait for the node's
+    1 s watchdog)."""
+    p: StampPairer[str, list] = StampPairer(capacity=50, timeout_ns=100, max_frame_bytes=10**6)
+    p.add_frame(1, "f1", 0, 1000)
+    p.add_regions(7, ["b"], 50)
+    assert p.add_frame(2, "f2", 100, 1000) is None          # f1 waited 100: out
+    assert p.counts.frames_timed_out == 1 and p.waiting() == (1, 1)
+    assert p.waiting_frame_bytes() == 1000
+    assert p.add_regions(8, ["c"], 150) is None             # boxes of stamp 7 waited 100: out
+    assert p.counts.regions_timed_out == 1 and p.waiting() == (1, 1)
+
+
+def test_pairer_bounds_the_bytes_of_waiting_frames_oldest_out_first():
+    p: StampPairer[str, list] = StampPairer(capacity=50, timeout_ns=10**9, max_frame_bytes=100)
+    for k in range(3):
+        assert p.add_frame(k, f"f{k}", k, 40) is None      # 120 > 100: f0 goes
+    assert p.counts.frames_over_bytes == 1 and p.waiting() == (2, 0)
+    assert p.waiting_frame_bytes() == 80
+    assert p.add_regions(0, ["b"], 5) is None              # f0 is gone: these boxes wait
+    assert p.add_regions(1, ["b"], 5) == ("f1", ["b"])      # f1 still waited
+    assert p.waiting_frame_bytes() == 40
+    assert p.add_frame(9, "huge", 6, 101) is None          # alone over the bound: dropped
+    assert p.counts.frames_over_bytes == 2 and p.waiting() == (1, 1)
+    assert p.waiting_frame_bytes() == 40                   # f2 is kept
+    p.add_frame(2, "f2b", 7, 30)                           # a republished frame replaces f2
+    assert p.counts.duplicates == 1 and p.waiting_frame_bytes() == 30
+    p.add_regions(5, ["d"], 8)
+    assert p.drain() == (1, 2) and p.waiting() == (0, 0)   # the owner stops: all counted
+    assert p.waiting_frame_bytes() == 0
+    assert p.counts.as_dict() == {"frames_timed_out": 0, "regions_timed_out": 0,
+                                  "frames_pushed_out": 0, "regions_pushed_out": 0,
+                                  "frames_over_bytes": 2, "frames_flushed": 1,
+                                  "regions_flushed": 2, "duplicates": 1}
+
+
 def test_pairer_refuses_nonsense_bounds():
     with pytest.raises(ValueError):
         StampPairer(capacity=0, timeout_ns=1)
     with pytest.raises(ValueError):
         StampPairer(capacity=1, timeout_ns=0)
+    with pytest.raises(ValueError):
+        StampPairer(capacity=1, timeout_ns=1, max_frame_bytes=0)
