@@ -32,6 +32,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -134,46 +135,50 @@ def is_holdout(sample_id: int, fraction: float) -> bool:
     return h / float(1 << 32) < fraction
 
 
-_FLOPS_CACHE: dict[tuple, list[float]] = {}
+_FLOPS_CACHE: dict[tuple, Any] = {}
 
 
-def group_flops(bundle: ModelBundle) -> list[float]:
-    """Forward FLOPs per image of each layer group (measured once per arch/size/classes)."""
-    key = (bundle.arch, bundle.input_size, bundle.num_classes)
+def _measured_once(bundle: ModelBundle, what: str,
+                   count: Callable[[nn.Module, torch.Tensor], Any]) -> Any:
+    """``count(model, x)`` on one zero image in eval mode without gradients, once per
+    ``what`` and (arch, input size, classes): the FLOPs of a forward do not depend on weights."""
+    key = (what, bundle.arch, bundle.input_size, bundle.num_classes)
     if key not in _FLOPS_CACHE:
         model = bundle.model
         was = model.training
         model.eval()
-        x = torch.zeros(1, 3, bundle.input_size, bundle.input_size)
-        out: list[float] = []
-        with torch.no_grad():
-            for _, g in layer_groups(model, bundle.arch):
-                with FlopCounterMode(display=False) as fc:
-                    x = g(x)
-                out.append(float(fc.get_total_flops()))
-        model.train(was)
-        _FLOPS_CACHE[key] = out
+        try:
+            with torch.no_grad():
+                _FLOPS_CACHE[key] = count(
+                    model, torch.zeros(1, 3, bundle.input_size, bundle.input_size))
+        finally:
+            model.train(was)
     return _FLOPS_CACHE[key]
 
 
-_EMBED_FLOPS_CACHE: dict[tuple, float] = {}
+def group_flops(bundle: ModelBundle) -> list[float]:
+    """Forward FLOPs per image of each layer group."""
+    def count(model: nn.Module, x: torch.Tensor) -> list[float]:
+        out: list[float] = []
+        for _, g in layer_groups(model, bundle.arch):
+            with FlopCounterMode(display=False) as fc:
+                x = g(x)
+            out.append(float(fc.get_total_flops()))
+        return out
+
+    return _measured_once(bundle, "groups", count)
 
 
 def embed_flops(bundle: ModelBundle) -> float:
     """Forward FLOPs per image of :func:`~etuner_ros.core.model.embed` (the drift detector's
     features): every group but the head, *plus* the classifier layers before the head's last
     linear (MobileNetV3's 576->1024 linear, which ``sum(group_flops[:-1])`` left out)."""
-    key = (bundle.arch, bundle.input_size, bundle.num_classes)
-    if key not in _EMBED_FLOPS_CACHE:
-        model = bundle.model
-        was = model.training
-        model.eval()
-        x = torch.zeros(1, 3, bundle.input_size, bundle.input_size)
-        with torch.no_grad(), FlopCounterMode(display=False) as fc:
+    def count(model: nn.Module, x: torch.Tensor) -> float:
+        with FlopCounterMode(display=False) as fc:
             embed(model, bundle.arch, x)
-        model.train(was)
-        _EMBED_FLOPS_CACHE[key] = float(fc.get_total_flops())
-    return _EMBED_FLOPS_CACHE[key]
+        return float(fc.get_total_flops())
+
+    return _measured_once(bundle, "embed", count)
 
 
 def set_train_mode(model: nn.Module, bn_eval: bool) -> None:
