@@ -136,7 +136,17 @@ class TunerNode(Node):
         return self.serving.active_version
 
     def _on_model_info(self, info: ModelInfo) -> None:
-        heard = Announced(int(info.version), str(info.checkpoint_path), str(info.architecture))
+        self._hear(Announced(int(info.version), str(info.checkpoint_path),
+                             str(info.architecture)))
+
+    def _settle(self) -> None:
+        """After an operation: a ``model_info`` it heard (and left to it) but did not deploy,
+        e.g. one that came between a swap's timeout and the operation's end, is perception's
+        truth, and latched: it will not come again."""
+        if self.serving.heard is not None and self.engine is not None:
+            self._hear(self.serving.heard)
+
+    def _hear(self, heard: Announced) -> None:
         with self.ops.lock:
             self.serving.heard = heard  # kept even while a swap of it runs (tuner_serving.py)
             if self.engine is not None and heard.version in (self.active_version,
@@ -152,21 +162,12 @@ class TunerNode(Node):
         with self.ops.lock:
             if self.engine is None:
                 self.engine = ContinualTuner(bundle, self.policy, self.config)
-                self.serving.active_version = heard.version
-                if self._pointer_base() is None:  # the first run: this is the base model
-                    self.serving.base = (heard.version, heard.path)
+                self.serving.starting(heard)
                 self._resume()
                 self.ops.state, self.ops.reason = TunerStatus.STATE_IDLE, "ready"
                 self.get_logger().info(f"starting from v{heard.version} ({heard.architecture})")
             elif heard.version != self.ops.swapping:
                 self.serving.adopt(self.engine, bundle, heard.version, heard.path)
-
-    def _pointer_base(self) -> tuple[int, str] | None:
-        try:
-            ptr = self.registry.read_pointer()
-        except ValueError:
-            return None
-        return None if ptr is None else (ptr.base_version, ptr.base_path)
 
     def _resume(self) -> None:
         """Rebuild replay and validation from the store below the persisted watermark (bounded
@@ -257,6 +258,7 @@ class TunerNode(Node):
             ops.set_error(f"round failed: {type(exc).__name__}: {printable(exc, 200)}")
         finally:
             ops.finish()
+            self._settle()
 
     def _progress(self, line: str) -> None:
         self.get_logger().info(f"round {self.rounds_done + 1}: {line}",
@@ -349,6 +351,7 @@ class TunerNode(Node):
             res.message = f"rollback to v{version} refused: {printable(exc, 300)}"
         finally:
             ops.finish()
+            self._settle()
         self.get_logger().info(f"rollback: {res.message}")
         return res
 

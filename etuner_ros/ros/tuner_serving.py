@@ -58,6 +58,17 @@ class Serving:
         self.heard: Announced | None = None
         self.counts = {"models_pruned": 0, "candidates_set_aside": 0, "swaps_answered_late": 0}
 
+    def starting(self, heard: Announced) -> None:
+        """The first ``model_info``: the version serving now; on the first run ever (no pointer
+        yet) it is the base model the pointer will name."""
+        self.active_version = heard.version
+        try:
+            ptr = self.registry.read_pointer()
+        except ValueError:
+            ptr = None
+        if ptr is None:
+            self.base = (heard.version, heard.path)
+
     def deploy(self, engine: ContinualTuner | None, bundle: ModelBundle, version: int,
                source: str) -> None:
         """Tell the engine a model serves, once per version whichever message says it first.

@@ -237,3 +237,25 @@ def test_a_candidate_perception_refused_is_set_aside_not_a_rollback_target(tmp_p
         assert list(reg.set_aside_versions()) == [2] and reg.next_version() == 3
         again = node._on_rollback(Rollback.Request(version=2), Rollback.Response())
         assert not again.success and "not kept" in again.message
+
+
+def test_a_model_info_heard_during_an_operation_is_settled_when_it_ends(tmp_path):
+    """perception's model_info for the version being swapped is left to the operation; one
+    that arrives after the swap gave up but before the operation ended would be lost (latched:
+    it does not come again). The end of every operation settles it."""
+    torch.manual_seed(0)
+    reg = ModelRegistry(tmp_path / "models")
+    paths = {v: reg.save(ModelBundle(build_model(ARCH, 2), ARCH, ["a", "b"], v, 32))
+             for v in (1, 2)}
+    with tuner_node(tmp_path) as node:
+        node._on_model_info(ModelInfo(version=1, checkpoint_path=str(paths[1]),
+                                      architecture=ARCH))
+        with node.ops.lock:
+            node.ops.start("round 1")
+            node.ops.swapping = 2
+        node._on_model_info(ModelInfo(version=2, checkpoint_path=str(paths[2]),
+                                      architecture=ARCH))
+        assert node.active_version == 1  # left to the operation
+        node.ops.finish()
+        node._settle()
+        assert node.active_version == 2 and reg.read_pointer().version == 2
