@@ -46,6 +46,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--world", choices=WORLDS, default="objects",
                    help="objects: one object per frame; rooms: several, with the simulated "
                         "detector, scored per object")
+    p.add_argument("--frames-per-scenario", type=int, default=200,
+                   help="camera frames per scenario (8 fps; 200: 25 s, as the benchmark)")
     p.add_argument("--timeout", type=float, default=900.0, help="give up after this many s")
     p.add_argument("--summary", type=Path, default=None,
                    help="where to write the JSON summary (default <run dir>/summary.json)")
@@ -64,10 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[demo] run directory {run_dir}", flush=True)
 
     # The simulated camera runs at 8 fps: feed the change detector every frame, and play 25 s
-    # per scenario (as the benchmark does) so it has time to fill its reference window.
+    # per scenario by default (as the benchmark does) so it has time to fill its reference
+    # window; the functional test plays a short stream.
+    if opts.frames_per_scenario < 1:
+        print("[demo] --frames-per-scenario must be >= 1", file=sys.stderr)
+        return 2
     overrides = {"perception": {"checkpoint": str(ckpt)},
                  "tuner": {"policy": opts.policy, "drift_every_n": 1},
-                 "sim_camera": {"seed": opts.seed, "frames_per_scenario": 200},
+                 "sim_camera": {"seed": opts.seed, "frames_per_scenario": opts.frames_per_scenario},
                  "sim_caregiver": {"seed": opts.seed},
                  "sim_detector": {"seed": opts.seed},
                  "**": {"data_dir": str(run_dir)}}

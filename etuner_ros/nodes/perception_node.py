@@ -222,6 +222,11 @@ class PerceptionNode(LifecycleNode):
     def last_error(self) -> str:
         return self.stats.last_error
 
+    @property
+    def frames(self) -> int:
+        """Frames answered so far (the demo's progress reads it)."""
+        return self.stats.frames
+
     # --- inference -----------------------------------------------------------------------
     def _on_image(self, msg: Image, info: dict) -> None:
         t0 = time.perf_counter()  # CPU latency of our own work, not stream time
