@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from etuner_ros.core.flops import group_flops
 from etuner_ros.core.model import ModelBundle, layer_groups, split_forward
-from etuner_ros.core.trainer import group_flops
 
 
 @torch.no_grad()

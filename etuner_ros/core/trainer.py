@@ -19,7 +19,7 @@ the README has the numbers): ``augment``, ``class_balance``, ``val_balanced``, `
 ``consistency_weight`` (ETuner's semi-supervised part, used only for policies with
 ``uses_semi_supervised``; see ``core/semi_supervised.py``).
 
-FLOPs are analytic from per-group forward FLOPs measured once with
+FLOPs are analytic from per-group forward FLOPs (``core/flops.py``) measured once with
 ``torch.utils.flop_counter.FlopCounterMode`` on a single image: a training step costs 3x the
 forward FLOPs of the trained part (forward + backward for activations and weights), a cached
 prefix costs one forward per sample, pseudo-labelling and validation one forward per image,
@@ -32,14 +32,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from etuner_ros.core.augment import AUGMENTATIONS, augment
+from etuner_ros.core.flops import embed_flops, group_flops
 from etuner_ros.core.model import ModelBundle, embed, head, layer_groups, split_forward
 from etuner_ros.core.semi_supervised import consistency_loss
 
@@ -133,52 +132,6 @@ def is_holdout(sample_id: int, fraction: float) -> bool:
         return False
     h = (int(sample_id) * 2654435761 + 0x9E3779B9) % (1 << 32)
     return h / float(1 << 32) < fraction
-
-
-_FLOPS_CACHE: dict[tuple, Any] = {}
-
-
-def _measured_once(bundle: ModelBundle, what: str,
-                   count: Callable[[nn.Module, torch.Tensor], Any]) -> Any:
-    """``count(model, x)`` on one zero image in eval mode without gradients, once per
-    ``what`` and (arch, input size, classes): the FLOPs of a forward do not depend on weights."""
-    key = (what, bundle.arch, bundle.input_size, bundle.num_classes)
-    if key not in _FLOPS_CACHE:
-        model = bundle.model
-        was = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                _FLOPS_CACHE[key] = count(
-                    model, torch.zeros(1, 3, bundle.input_size, bundle.input_size))
-        finally:
-            model.train(was)
-    return _FLOPS_CACHE[key]
-
-
-def group_flops(bundle: ModelBundle) -> list[float]:
-    """Forward FLOPs per image of each layer group."""
-    def count(model: nn.Module, x: torch.Tensor) -> list[float]:
-        out: list[float] = []
-        for _, g in layer_groups(model, bundle.arch):
-            with FlopCounterMode(display=False) as fc:
-                x = g(x)
-            out.append(float(fc.get_total_flops()))
-        return out
-
-    return _measured_once(bundle, "groups", count)
-
-
-def embed_flops(bundle: ModelBundle) -> float:
-    """Forward FLOPs per image of :func:`~etuner_ros.core.model.embed` (the drift detector's
-    features): every group but the head, *plus* the classifier layers before the head's last
-    linear (MobileNetV3's 576->1024 linear, which ``sum(group_flops[:-1])`` left out)."""
-    def count(model: nn.Module, x: torch.Tensor) -> float:
-        with FlopCounterMode(display=False) as fc:
-            embed(model, bundle.arch, x)
-        return float(fc.get_total_flops())
-
-    return _measured_once(bundle, "embed", count)
 
 
 def set_train_mode(model: nn.Module, bn_eval: bool) -> None:

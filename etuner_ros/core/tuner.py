@@ -45,6 +45,7 @@ import torch
 from etuner_ros.core.bn_book import BnBook
 from etuner_ros.core.changes import ChangeWatch
 from etuner_ros.core.costs import CostLedger, RoundCost
+from etuner_ros.core.flops import embed_flops
 from etuner_ros.core.frames import FramePools
 from etuner_ros.core.label_book import LabelBook
 from etuner_ros.core.model import ModelBundle, embed, layer_groups, preprocess
@@ -53,7 +54,7 @@ from etuner_ros.core.round_result import RoundResult
 from etuner_ros.core.rounds import TrainingInputs, run_bn_only, run_training
 from etuner_ros.core.semi_supervised import propagated
 from etuner_ros.core.simfreeze import SimFreeze
-from etuner_ros.core.trainer import batched, embed_flops
+from etuner_ros.core.trainer import batched
 from etuner_ros.core.tuner_config import TunerConfig
 
 __all__ = ["ContinualTuner", "RoundResult", "TunerConfig"]  # where callers import them

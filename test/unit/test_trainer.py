@@ -179,7 +179,7 @@ def test_augmented_round_with_frozen_prefix_trains_only_the_back_and_counts_pref
     a = train_round(b, b.class_names, x, y, torch.ones(24), x[:0], y[:0], 3, plain)
     c = train_round(b, b.class_names, x, y, torch.ones(24), x[:0], y[:0], 3, aug)
     # the prefix runs every epoch on new views instead of once on a cache
-    from etuner_ros.core.trainer import group_flops
+    from etuner_ros.core.flops import group_flops
     prefix = 24 * sum(group_flops(b)[:3])
     assert abs((c.train_flops - a.train_flops) - prefix) < 1e-3 * prefix
     for (_, g), (_, o) in zip(layer_groups(c.candidate.model, ARCH)[:3],
@@ -224,8 +224,8 @@ def test_adabn_blend_moves_statistics_part_of_the_way():
 
 def test_shallow_adabn_adapts_only_the_front_groups_and_charges_only_their_flops():
     from etuner_ros.core.adabn import adapt_bn_front
+    from etuner_ros.core.flops import group_flops
     from etuner_ros.core.model import layer_groups
-    from etuner_ros.core.trainer import group_flops
 
     b = bundle()
     groups = layer_groups(b.model, b.arch)
@@ -248,8 +248,8 @@ def test_embed_flops_count_every_layer_embed_runs():
     groups before the head left it out (~11 % of an embedding)."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    from etuner_ros.core.flops import embed_flops, group_flops
     from etuner_ros.core.model import embed
-    from etuner_ros.core.trainer import embed_flops, group_flops
 
     b = bundle()
     x = torch.zeros(1, 3, b.input_size, b.input_size)
