@@ -36,6 +36,14 @@ from etuner_ros.bringup import (
 )
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: refused at parse time, before the starting model is trained."""
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
+    return n
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", type=Path, default=Path("data"),
@@ -46,7 +54,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--world", choices=WORLDS, default="objects",
                    help="objects: one object per frame; rooms: several, with the simulated "
                         "detector, scored per object")
-    p.add_argument("--frames-per-scenario", type=int, default=200,
+    p.add_argument("--frames-per-scenario", type=_positive_int, default=200,
                    help="camera frames per scenario (8 fps; 200: 25 s, as the benchmark)")
     p.add_argument("--timeout", type=float, default=900.0, help="give up after this many s")
     p.add_argument("--summary", type=Path, default=None,
@@ -68,9 +76,6 @@ def main(argv: list[str] | None = None) -> int:
     # The simulated camera runs at 8 fps: feed the change detector every frame, and play 25 s
     # per scenario by default (as the benchmark does) so it has time to fill its reference
     # window; the functional test plays a short stream.
-    if opts.frames_per_scenario < 1:
-        print("[demo] --frames-per-scenario must be >= 1", file=sys.stderr)
-        return 2
     overrides = {"perception": {"checkpoint": str(ckpt)},
                  "tuner": {"policy": opts.policy, "drift_every_n": 1},
                  "sim_camera": {"seed": opts.seed, "frames_per_scenario": opts.frames_per_scenario},
