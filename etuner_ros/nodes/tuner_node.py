@@ -168,6 +168,8 @@ class TunerNode(Node):
                 self.get_logger().info(f"starting from v{heard.version} ({heard.architecture})")
             elif heard.version != self.ops.swapping:
                 self.serving.adopt(self.engine, bundle, heard.version, heard.path)
+                if self.ops.served_late(heard.version):
+                    self.serving.counts["swaps_answered_late"] += 1
 
     def _resume(self) -> None:
         """Rebuild replay and validation from the store below the persisted watermark (bounded
@@ -245,7 +247,7 @@ class TunerNode(Node):
             ops.state = TunerStatus.STATE_SWAPPING
             ok, why, _ = self.serving.serve(engine, cand, path, "swap answer", candidate=True)
             if not ok:
-                ops.set_error(f"swap to v{cand.version} failed: {why}")
+                ops.set_error(f"swap to v{cand.version} failed: {why}", cand.version)
                 return
             ops.state = TunerStatus.STATE_IDLE
             self.get_logger().info(

@@ -46,6 +46,7 @@ class TunerOps:
         self.state = TunerStatus.STATE_WAITING
         self.reason = "waiting for perception's model_info"
         self.last_error = ""
+        self._failed_swap = 0         # version whose failed swap is the standing error
         self.counts = {"force_calls": 0, "force_refused": 0, "rollbacks": 0,
                        "rollbacks_refused": 0, "swaps_failed": 0}
         self._log = logger
@@ -67,7 +68,7 @@ class TunerOps:
         """Caller holds :attr:`lock` and checked that none runs. Clears a standing error."""
         self.name, self._started = name, time.monotonic()
         if self.state == TunerStatus.STATE_ERROR:
-            self.state = TunerStatus.STATE_IDLE
+            self.state, self._failed_swap = TunerStatus.STATE_IDLE, 0
 
     def rest(self, state: int, reason: str | None = None) -> None:
         """The state between operations (idle, paused). An operation's error stands until the
@@ -84,9 +85,23 @@ class TunerOps:
         with self.lock:
             self.name, self.swapping = None, 0
 
-    def set_error(self, why: str) -> None:
+    def set_error(self, why: str, swap_version: int = 0) -> None:
+        """The operation failed; ``swap_version``: the version whose swap failed (perception
+        may still announce it, see :meth:`served_late`)."""
         self.state, self.last_error, self.reason = TunerStatus.STATE_ERROR, why, why
+        self._failed_swap = swap_version
         self._log.error(why)
+
+    def served_late(self, version: int) -> bool:
+        """Perception announced ``version`` after its failed swap had set the standing error:
+        the error is answered (``last_error`` keeps it for the record), and the tuner is idle
+        again instead of showing ERROR until the next operation. Caller holds :attr:`lock`."""
+        if self.state != TunerStatus.STATE_ERROR or not version or version != self._failed_swap:
+            return False
+        self.state, self._failed_swap = TunerStatus.STATE_IDLE, 0
+        self.reason = f"v{version} serves: perception announced it after its swap failed"
+        self._log.info(self.reason)
+        return True
 
     def swap(self, client: Client, path: Path, version: int, timeout: float) -> SwapOutcome:
         """Ask perception to serve ``path`` as ``version``. Until the caller deploys and clears

@@ -17,7 +17,8 @@ version starts serving (a round's candidate, a rollback, perception's own ``mode
   truth: :attr:`Serving.heard` keeps it even while the swap runs (when the node otherwise leaves
   that version to the swap answer), and after the timeout a ``model_info`` naming the candidate
   makes it serve as if the answer had come (counted as ``swaps_answered_late``). One that
-  arrives later still is adopted the same way by the node's ``model_info`` callback.
+  arrives later still is adopted the same way by the node's ``model_info`` callback, and it
+  ends the ERROR the failed swap left (``TunerOps.served_late``), counted the same.
 """
 
 from __future__ import annotations

@@ -117,6 +117,45 @@ def test_a_failed_swap_keeps_error_on_status_until_the_next_operation(tmp_path):
         assert node.active_version == 1
 
 
+def test_a_failed_swap_perception_announces_later_ends_the_error(tmp_path):
+    """The round's swap got no answer and the operation ended in ERROR; perception's
+    ``model_info`` then names the candidate (it served it after all): the tuner serves it,
+    counts a late answer and is idle again (the ERROR used to stand until the next operation,
+    over a tuner that was doing fine)."""
+    import numpy as np
+
+    from etuner_ros.core.store import Sample
+    from etuner_ros.msg import TunerStatus
+
+    torch.manual_seed(0)
+    reg = ModelRegistry(tmp_path / "models")
+    path = reg.save(ModelBundle(build_model(ARCH, 2), ARCH, ["a", "b"], 1, 32))
+    with tuner_node(tmp_path, swap_timeout_s=1.0, swap_service="nobody", policy="immediate",
+                    holdout_fraction=0.0, epochs=1) as node:
+        node._on_model_info(ModelInfo(version=1, checkpoint_path=str(path),
+                                      architecture=ARCH))
+        rng = np.random.default_rng(0)
+        node.engine.observe_labels(
+            [Sample(i + 1, rng.integers(0, 255, (32, 32, 3), dtype=np.uint8), "ab"[i % 2], 0)
+             for i in range(8)], now=1.0)
+        assert node._on_force(Trigger.Request(), Trigger.Response()).success
+        deadline = time.monotonic() + 60
+        while node.busy and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert node.status_dict()["state"] == TunerStatus.STATE_ERROR
+        # another version announced is adopted but answers nothing: the error stands
+        node._on_model_info(ModelInfo(version=1, checkpoint_path=str(path), architecture=ARCH))
+        assert node.status_dict()["state"] == TunerStatus.STATE_ERROR
+        candidate = reg.versions()[2]
+        node._on_model_info(ModelInfo(version=2, checkpoint_path=str(candidate),
+                                      architecture=ARCH))
+        node._tick()
+        s = node.status_dict()
+        assert s["state"] == TunerStatus.STATE_IDLE, s["reason"]
+        assert node.active_version == 2 and reg.read_pointer().version == 2
+        assert s["swaps_answered_late"] == 1 and "swap to v2 failed" in s["last_error"]
+
+
 def test_a_parameter_no_policy_declares_is_named_not_silently_ignored(tmp_path):
     """``etuner.max_wait_s`` is no knob (etuner reads ``lazytune.max_wait_s``): ROS would
     ignore it without a word; the node names it at start-up."""
