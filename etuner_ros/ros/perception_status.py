@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from rclpy.time import Time
 
+from etuner_ros.core.silence import Silence
 from etuner_ros.ros.diagnostics import ERROR, OK, WARN
 from etuner_ros.ros.frame_loss import FrameLoss
 from etuner_ros.ros.guard import CallbackGuard
@@ -80,14 +81,17 @@ class PerceptionStats:
         self.loss = FrameLoss()  # frames the camera sent that never reached the callback
         self.latency: deque[float] = deque(maxlen=300)  # s of CPU work per frame
         self.stamps: deque[int] = deque(maxlen=50)  # receipt times, ns of the node clock
-        self.since: Time | None = None  # activation or last frame, node clock
+        self.quiet = Silence()  # since activation or the last frame, node clock (core/silence)
+        self.watching = False   # activated or a frame came: silence is measured
         self.silent = False
         self._prev = (0, 0)  # (frames, frames_lost) at the previous report
 
     def restart(self, now: Time) -> None:
-        """Activation: silence is measured from now."""
+        """Activation: silence is measured from now (from the first running clock under
+        ``use_sim_time``)."""
         with self.lock:
-            self.since, self.silent = now, False
+            self.quiet, self.watching, self.silent = Silence(), True, False
+            self.quiet.seen(_seconds(now))
 
     def received(self, now: Time, info: object, one_publisher: bool | None) -> bool:
         """Book a frame's arrival (``info``: its MessageInfo; ``one_publisher``: None when not
@@ -96,22 +100,21 @@ class PerceptionStats:
             if one_publisher is not None:
                 self.loss.set_single_publisher(one_publisher)
             self.loss.observe(info)
-            self.since = now
+            self.quiet.seen(_seconds(now))
+            self.watching = True
             self.stamps.append(now.nanoseconds)
             back, self.silent = self.silent, False
             return back
 
     def went_silent(self, now: Time, one_publisher: bool, warn_after_s: float) -> float | None:
         """Seconds without frames when they just reached ``warn_after_s`` (once per silence),
-        else None."""
+        else None. On ROS time: a clock that does not run yet (``use_sim_time`` before the
+        first ``/clock``) or that went back restarts the watch (``core/silence.py``)."""
         with self.lock:
             self.loss.set_single_publisher(one_publisher)
-            if self.since is None or self.silent:
+            if not self.watching or self.silent:
                 return None
-            if self.since.nanoseconds == 0:  # use_sim_time before the first /clock
-                self.since = now
-                return None
-            quiet = (now - self.since).nanoseconds / 1e9
+            quiet = self.quiet.seconds(_seconds(now))
             if quiet < warn_after_s:
                 return None
             self.silent = True
@@ -126,8 +129,7 @@ class PerceptionStats:
             lat = np.array(self.latency) * 1e3 if self.latency else np.array([np.nan])
             span = (self.stamps[-1] - self.stamps[0]) / 1e9 if len(self.stamps) > 1 else 0.0
             fps = (len(self.stamps) - 1) / span if span > 0 else 0.0
-            quiet = ((now - self.since).nanoseconds / 1e9
-                     if self.since is not None and self.since.nanoseconds else 0.0)
+            quiet = self.quiet.seconds(_seconds(now)) if self.watching else 0.0
             lost_now = self.loss.lost - self._prev[1]
             seen_now = self.frames - self._prev[0] + lost_now
             self._prev = (self.frames, self.loss.lost)
@@ -147,3 +149,7 @@ class PerceptionStats:
                 seen_now, guard.total(), str(values.get("last_failure", "")), self.bad_frames,
                 self.last_error, self.swaps_failed, self.configure_error, shut_down)
         return state, values
+
+
+def _seconds(t: Time) -> float:
+    return t.nanoseconds / 1e9

@@ -30,3 +30,29 @@ def test_each_problem_and_its_precedence():
     assert verdict(replace(GOOD, configured=False, active=False, last_error="x",
                            configure_error="checkpoint /m.pt: bad format")) == (
         ERROR, "configure failed: checkpoint /m.pt: bad format")
+
+
+def test_silence_is_measured_on_ros_time_from_activation():
+    """Perception's no-frames watch follows ``core/silence.py``: nothing before activation,
+    nothing while the sim clock does not run, and a clock that went back (a bag replayed
+    again) restarts the watch, so the warning comes ``warn`` seconds into the replay (it used
+    to wait until the clock passed the old time again)."""
+    from rclpy.time import Time
+
+    from etuner_ros.ros.perception_status import PerceptionStats
+
+    def t(s: float) -> Time:
+        return Time(nanoseconds=int(s * 1e9))
+
+    warn = 5.0
+    s = PerceptionStats()
+    assert s.went_silent(t(100), True, warn) is None  # not active: not watched
+    s.restart(t(0))  # activated under use_sim_time before the first /clock
+    assert s.went_silent(t(0), True, warn) is None
+    assert s.went_silent(t(1000), True, warn) is None  # the clock starts: watch from here
+    assert s.went_silent(t(1004), True, warn) is None
+    assert s.went_silent(t(1005), True, warn) == 5.0  # once per silence
+    assert s.went_silent(t(1020), True, warn) is None
+    assert s.received(t(1021), {}, True)  # a frame ends the reported silence
+    assert s.went_silent(t(500), True, warn) is None  # the clock went back: watch again
+    assert s.went_silent(t(505), True, warn) == 5.0
