@@ -78,14 +78,13 @@ def test_a_second_rollback_is_refused_while_one_waits_for_perception(tmp_path):
                 t.join(10)
 
 
-def test_a_failed_swap_keeps_error_on_status_until_the_next_operation(tmp_path):
-    """A round whose swap finds no perception: ``~/status`` shows ERROR with the cause through
-    later polls, paused or not (the next poll used to overwrite it with idle before anything
-    published it), and the next operation clears it."""
+@contextmanager
+def round_whose_swap_failed(tmp_path) -> Iterator[tuple]:
+    """A real tuner serving v1 whose forced round made v2 and found no perception to swap it:
+    yields (node, registry, path of v1) once the round has ended."""
     import numpy as np
 
     from etuner_ros.core.store import Sample
-    from etuner_ros.msg import TunerStatus
 
     torch.manual_seed(0)
     reg = ModelRegistry(tmp_path / "models")
@@ -103,6 +102,16 @@ def test_a_failed_swap_keeps_error_on_status_until_the_next_operation(tmp_path):
         while node.busy and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not node.busy
+        yield node, reg, path
+
+
+def test_a_failed_swap_keeps_error_on_status_until_the_next_operation(tmp_path):
+    """A round whose swap finds no perception: ``~/status`` shows ERROR with the cause through
+    later polls, paused or not (the next poll used to overwrite it with idle before anything
+    published it), and the next operation clears it."""
+    from etuner_ros.msg import TunerStatus
+
+    with round_whose_swap_failed(tmp_path) as (node, _, _):
         for paused in (False, True):
             node._on_pause(SetBool.Request(data=paused), SetBool.Response())
             node._tick()
@@ -122,32 +131,14 @@ def test_a_failed_swap_perception_announces_later_ends_the_error(tmp_path):
     ``model_info`` then names the candidate (it served it after all): the tuner serves it,
     counts a late answer and is idle again (the ERROR used to stand until the next operation,
     over a tuner that was doing fine)."""
-    import numpy as np
-
-    from etuner_ros.core.store import Sample
     from etuner_ros.msg import TunerStatus
 
-    torch.manual_seed(0)
-    reg = ModelRegistry(tmp_path / "models")
-    path = reg.save(ModelBundle(build_model(ARCH, 2), ARCH, ["a", "b"], 1, 32))
-    with tuner_node(tmp_path, swap_timeout_s=1.0, swap_service="nobody", policy="immediate",
-                    holdout_fraction=0.0, epochs=1) as node:
-        node._on_model_info(ModelInfo(version=1, checkpoint_path=str(path),
-                                      architecture=ARCH))
-        rng = np.random.default_rng(0)
-        node.engine.observe_labels(
-            [Sample(i + 1, rng.integers(0, 255, (32, 32, 3), dtype=np.uint8), "ab"[i % 2], 0)
-             for i in range(8)], now=1.0)
-        assert node._on_force(Trigger.Request(), Trigger.Response()).success
-        deadline = time.monotonic() + 60
-        while node.busy and time.monotonic() < deadline:
-            time.sleep(0.05)
+    with round_whose_swap_failed(tmp_path) as (node, reg, path):
         assert node.status_dict()["state"] == TunerStatus.STATE_ERROR
-        # another version announced is adopted but answers nothing: the error stands
+        # the version already serving, announced again, answers nothing: the error stands
         node._on_model_info(ModelInfo(version=1, checkpoint_path=str(path), architecture=ARCH))
         assert node.status_dict()["state"] == TunerStatus.STATE_ERROR
-        candidate = reg.versions()[2]
-        node._on_model_info(ModelInfo(version=2, checkpoint_path=str(candidate),
+        node._on_model_info(ModelInfo(version=2, checkpoint_path=str(reg.versions()[2]),
                                       architecture=ARCH))
         node._tick()
         s = node.status_dict()
