@@ -29,9 +29,11 @@ A BN-only round whose candidate was rejected is not asked for again until ``adab
 camera frames arrived (``Observation.input_shift`` reads 0 meanwhile; ``core/bn_book.py``).
 
 Pseudo-labels (``uses_semi_supervised``): only from the newest ``pseudo_pool`` unlabelled
-frames, only while the serving lineage's ``recent_accuracy`` is at least ``pseudo_min_accuracy``
-(a struggling model would teach itself its own mistakes), at most ``pseudo_per_label`` per real
-label in the round (and ``max_pseudo``).
+frames, only once ``recent_accuracy`` is known and at least ``pseudo_min_accuracy`` (0 by
+default: a higher bar never let LazyTune's rounds, which come when accuracy dropped, have any;
+``core/tuner_config.py``), only predictions at ``pseudo_threshold`` confidence, at most
+``pseudo_per_label`` per real label in the round (and ``max_pseudo``); the candidate then faces
+the same validation gate on held-out caregiver labels.
 """
 
 from __future__ import annotations

@@ -174,6 +174,8 @@ def test_recent_accuracy_from_predictions():
 def test_etuner_round_adapts_bn_and_gates_pseudo_labels_on_recent_accuracy():
     b = start_bundle()
     t = ContinualTuner(b, "etuner", cfg())
+    t.config.pseudo_min_accuracy = 0.7
+    t.config.train.pseudo_threshold = 0.0
     t.observe_unlabelled(images(16, 150, seed=5))
     t.observe_labels(labels(1, 12, predicted="b"), now=0.0)  # recent accuracy 0: no pseudo
     r = t.run_round(1.0)
@@ -188,6 +190,11 @@ def test_etuner_round_adapts_bn_and_gates_pseudo_labels_on_recent_accuracy():
     t2.observe_labels(labels(1, 12, predicted="a"), now=0.0)  # recent accuracy 1.0
     r2 = t2.run_round(1.0)
     assert 0 < r2.n_pseudo <= min(4, r2.n_labels)  # capped by max_pseudo and by real labels
+    t3 = ContinualTuner(start_bundle(), "etuner", cfg())  # default bar 0: a struggling
+    t3.config.train.pseudo_threshold = 0.0                # model's round gets them too
+    t3.observe_unlabelled(images(16, 150, seed=5))
+    t3.observe_labels(labels(1, 12, predicted="b"), now=0.0)
+    assert t3.run_round(1.0).n_pseudo > 0
 
 
 def test_bn_only_round_changes_only_bn_buffers_and_keeps_labels_pending():
