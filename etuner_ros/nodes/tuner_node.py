@@ -168,8 +168,6 @@ class TunerNode(Node):
                 self.get_logger().info(f"starting from v{heard.version} ({heard.architecture})")
             elif heard.version != self.ops.swapping:
                 self.serving.adopt(self.engine, bundle, heard.version, heard.path)
-                if self.ops.served_late(heard.version):
-                    self.serving.counts["swaps_answered_late"] += 1
 
     def _resume(self) -> None:
         """Rebuild replay and validation from the store below the persisted watermark (bounded

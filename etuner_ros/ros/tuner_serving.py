@@ -104,8 +104,11 @@ class Serving:
     def adopt(self, engine: ContinualTuner | None, bundle: ModelBundle, version: int,
               path: str) -> None:
         """Perception announced ``version`` on its own (a late swap, a restart, another tool):
-        deploy it, and point at it when it is a file of the registry. Caller holds the lock."""
+        deploy it, and point at it when it is a file of the registry; a version whose swap
+        failed ends that error. Caller holds the lock."""
         self.deploy(engine, bundle, version, "model_info")
+        if self.ops.served_late(version):
+            self.counts["swaps_answered_late"] += 1
         if Path(path).resolve().parent == self.registry.dir.resolve():
             self.activated(version, Path(path))
 
