@@ -16,6 +16,7 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from etuner_ros.bench import streams
@@ -27,6 +28,8 @@ from etuner_ros.bench.suite import (
     HINDSIGHT,
     ROOMS,
     Job,
+    is_folder,
+    load_stream,
     mean_correct,
     prepare_starts,
     registry_streams,
@@ -47,6 +50,25 @@ def bag_fps(name: str, cfg) -> float:
     stream = streams.bag_stream(Path(name[len(BAG_PREFIX):]), cfg.bag_camera_topic,
                                 parts=cfg.bag_parts)
     return float(stream.description.get("fps", cfg.fps))
+
+
+def check_folder(name: str, cfg, say: Callable[..., None]) -> bool:
+    """Read a folder stream once before any model trains: a clear error instead of a worker's
+    traceback, and the files it leaves out (``streams.Skipped``) reported, never dropped
+    silently. Errors print even with ``--quiet``."""
+    try:
+        s = load_stream(name, cfg)
+    except ValueError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return False
+    skipped = s.description["skipped"]
+    say(f"[bench] folder {name}: {len(s.frames)} frames, {len(s.scenarios)} scenarios, "
+        f"{len(s.class_names)} classes", flush=True)
+    if skipped["count"]:
+        reasons = ", ".join(f"{n} {why}" for why, n in skipped["by_reason"].items())
+        print(f"[bench] folder {name}: skipped {skipped['count']} entries ({reasons}); first: "
+              + "; ".join(skipped["examples"][:3]), file=sys.stderr, flush=True)
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     except BagError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
+    for name, cfg in specs:
+        if is_folder(name) and cfg.seed == seed_list[0] and not check_folder(name, cfg, say):
+            return 2
     say(f"[bench] starting models for {len(specs)} (stream, seed) pairs (trained once, then "
         f"cached in {args.data_dir}/models)", flush=True)
     starts = prepare_starts(specs, Path(args.data_dir), jobs_n, progress=not args.quiet)

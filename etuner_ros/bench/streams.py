@@ -110,6 +110,50 @@ def _read(path: Path, image_size: tuple[int, int] | None) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
+class Skipped:
+    """What a folder stream left out, and why: counted by reason, the first few named.
+
+    Real photo folders carry strays (``Thumbs.db``, a ``labels.csv``, a truncated JPEG, an empty
+    class folder); one of them must not end a benchmark run, and none may vanish unreported."""
+
+    EXAMPLES = 10
+
+    def __init__(self) -> None:
+        self.by_reason: dict[str, int] = {}
+        self.examples: list[str] = []
+
+    def add(self, reason: str, path: Path) -> None:
+        self.by_reason[reason] = self.by_reason.get(reason, 0) + 1
+        if len(self.examples) < self.EXAMPLES:
+            self.examples.append(f"{path}: {reason}")
+
+    @property
+    def count(self) -> int:
+        return sum(self.by_reason.values())
+
+    def as_dict(self) -> dict:
+        return {"count": self.count, "by_reason": dict(self.by_reason),
+                "examples": list(self.examples)}
+
+
+def _class_images(cdir: Path, image_size: tuple[int, int] | None,
+                  skipped: Skipped) -> list[np.ndarray]:
+    """The readable images of one class directory; everything else goes to ``skipped``."""
+    images = []
+    for f in _visible(cdir):
+        if f.is_dir():
+            skipped.add("directory at the image level (expected ROOT/<scenario>/<class>/<image>)",
+                        f)
+        elif f.suffix.lower() not in IMAGE_EXTENSIONS:
+            skipped.add("not an image file (unknown extension)", f)
+        else:
+            try:
+                images.append(_read(f, image_size))
+            except ValueError:
+                skipped.add("unreadable image (cv2 could not decode it)", f)
+    return images
+
+
 def folder_stream(root: Path, image_size: tuple[int, int] | None = None,
                   seed: int = 0, run_frames: tuple[int, int] | None = None) -> LabelledStream:
     """Read ``ROOT/<scenario>/<class>/<image>`` into a stream (all frames held in memory).
@@ -119,45 +163,44 @@ def folder_stream(root: Path, image_size: tuple[int, int] | None = None,
     longest): a robot's camera, each image in view for a run of frames with a slowly drifting
     small shift, turn, zoom and brightness (:func:`view_run`), a scenario as many frames as it
     has images (images in shuffled order, repeated if runs are short); None: each image once.
-    Raises ValueError naming the path for a missing or empty root, a file where a directory
-    belongs (or the reverse), an empty scenario or class, a non-image file or an unreadable
-    image.
+
+    Files where a directory belongs (or the reverse), non-image files, unreadable images, and
+    class or scenario directories left with no image are skipped and reported in
+    ``description["skipped"]`` (:class:`Skipped`). Raises ValueError naming the path for a
+    missing root, or one with no readable image anywhere.
     """
     if run_frames is not None and not 1 <= run_frames[0] <= run_frames[1]:
         raise ValueError(f"run_frames {run_frames}: need 1 <= shortest <= longest")
     root = Path(root)
     if not root.is_dir():
         raise ValueError(f"stream root is not a directory: {root}")
-    scenario_dirs = _visible(root)
-    if not scenario_dirs:
-        raise ValueError(f"stream root is empty (expected ROOT/<scenario>/<class>/<image>): "
-                         f"{root}")
+    skipped = Skipped()
     frames: list[Frame] = []
     class_names: list[str] = []
     per_scenario: dict[str, int] = {}
-    for s_pos, sdir in enumerate(scenario_dirs):
+    for sdir in _visible(root):
         if not sdir.is_dir():
-            raise ValueError(f"file at the scenario level (expected ROOT/<scenario>/<class>/"
-                             f"<image>): {sdir}")
-        class_dirs = _visible(sdir)
-        if not class_dirs:
-            raise ValueError(f"scenario directory has no class directories: {sdir}")
+            skipped.add("file at the scenario level (expected ROOT/<scenario>/<class>/<image>)",
+                        sdir)
+            continue
         items: list[tuple[np.ndarray, str]] = []
-        for cdir in class_dirs:
+        for cdir in _visible(sdir):
             if not cdir.is_dir():
-                raise ValueError(f"file at the class level (expected ROOT/<scenario>/<class>/"
-                                 f"<image>): {cdir}")
-            files = _visible(cdir)
-            if not files:
-                raise ValueError(f"class directory has no images: {cdir}")
-            for f in files:
-                if f.is_dir():
-                    raise ValueError(f"directory at the image level (expected ROOT/<scenario>/"
-                                     f"<class>/<image>): {f}")
-                items.append((_read(f, image_size), cdir.name))
+                skipped.add("file at the class level (expected ROOT/<scenario>/<class>/<image>)",
+                            cdir)
+                continue
+            images = _class_images(cdir, image_size, skipped)
+            if not images:
+                skipped.add("class directory has no readable image", cdir)
+                continue
+            items += [(im, cdir.name) for im in images]
             if cdir.name not in class_names:
                 class_names.append(cdir.name)
-        rng = np.random.default_rng([seed, s_pos])
+        if not items:
+            skipped.add("scenario directory has no readable image", sdir)
+            continue
+        # Seeded by the scenario's place among those played: a stray file does not reshuffle.
+        rng = np.random.default_rng([seed, len(per_scenario)])
         order = rng.permutation(len(items))
         if run_frames is None:
             for k in order:
@@ -175,12 +218,15 @@ def folder_stream(root: Path, image_size: tuple[int, int] | None = None,
                     frames.append(Frame(len(frames), view, label, sdir.name))
                 n += length
         per_scenario[sdir.name] = len(items)
+    if not frames:
+        raise ValueError(f"no readable image under {root} (expected ROOT/<scenario>/<class>/"
+                         f"<image>; skipped {skipped.count}: {'; '.join(skipped.examples)})")
     return LabelledStream(
         name=root.name or str(root), frames=frames, class_names=class_names,
         scenarios=list(per_scenario),
         description={"source": "folder", "root": str(root.resolve()), "seed": seed,
                      "image_size": list(image_size) if image_size else None,
-                     "frames_per_scenario": per_scenario})
+                     "frames_per_scenario": per_scenario, "skipped": skipped.as_dict()})
 
 
 def view_run(image: np.ndarray, length: int, rng: np.random.Generator) -> list[np.ndarray]:

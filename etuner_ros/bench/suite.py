@@ -60,6 +60,12 @@ def _start_key(stream: str, cfg: BenchConfig, recipe: int) -> dict:
             "epochs": cfg.pretrain_epochs, "recipe": recipe}
 
 
+def is_folder(name: str) -> bool:
+    """A stream name that names a folder ``ROOT/<scenario>/<class>/<image>``."""
+    return name not in ("synthetic", ROOMS) and not name.startswith(BAG_PREFIX) and \
+        name not in registry_streams()
+
+
 def load_stream(name: str, cfg: BenchConfig) -> streams.LabelledStream:
     """The stream called ``name`` on ``cfg.seed``, frames held in memory."""
     if name == "synthetic":

@@ -74,6 +74,31 @@ def test_quick_folder_stream(tmp_path):
     assert res["stream"]["scenarios"] == ["a_day", "b_night"]
 
 
+def test_folder_stream_errors_and_strays_on_the_command_line(tmp_path, capsys):
+    """A folder with no image ends the run with one clear line and exit code 2, before any
+    model trains; strays in a usable folder are reported on stderr and in results.json."""
+    assert main(["--quick", "--quiet", "--stream", str(tmp_path / "nowhere"), "--seed", "0",
+                 "--out", str(tmp_path / "out"), "--data-dir", str(tmp_path / "cache")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bench: stream root is not a directory") and "Traceback" not in err
+    root = tmp_path / "home"
+    rng = np.random.default_rng(0)
+    for s in ("a", "b"):
+        for c in ("cup", "book"):
+            (root / s / c).mkdir(parents=True)
+            for i in range(4):
+                cv2.imwrite(str(root / s / c / f"{i}.png"),
+                            rng.integers(0, 255, (24, 32, 3), dtype=np.uint8))
+    (root / "a" / "cup" / "Thumbs.db").write_bytes(b"junk")
+    out = tmp_path / "out"
+    assert main(["--quick", "--quiet", "--stream", str(root), "--seed", "0", "--jobs", "1",
+                 "--policies", "none", "--no-hindsight", "--out", str(out),
+                 "--data-dir", str(tmp_path / "cache")]) == 0
+    assert "skipped 1 entries (1 not an image file" in capsys.readouterr().err
+    res = json.loads((out / "results.json").read_text())
+    assert res["stream"]["description"]["skipped"]["count"] == 1
+
+
 def test_same_seed_same_accuracy(tmp_path):
     """The stream clock charges counted work, not wall time: two runs of one seed agree
     frame by frame and round by round, whatever else the machine is doing."""

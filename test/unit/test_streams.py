@@ -72,40 +72,51 @@ def test_folder_stream_resize_jpeg_and_hidden_files(tmp_path):
     assert len(s) == 2 and s.frames[0].image.shape == (24, 32, 3)
 
 
-@pytest.mark.parametrize("case, match", [
-    ("missing", "not a directory"),
-    ("empty", "empty"),
-    ("file_at_scenario_level", "scenario level"),
-    ("file_at_class_level", "class level"),
-    ("dir_at_image_level", "image level"),
-    ("empty_scenario", "no class directories"),
-    ("empty_class", "no images"),
-    ("non_image", "not an image file"),
-    ("unreadable", "unreadable image"),
-])
-def test_folder_stream_errors_name_the_path(tmp_path, case, match):
+@pytest.mark.parametrize("case", ["missing", "empty", "only_strays"])
+def test_folder_stream_without_an_image_is_an_error_naming_the_path(tmp_path, case):
     root = tmp_path / "root"
     if case != "missing":
         root.mkdir()
-    if case not in ("missing", "empty"):
-        _tree(root, {"s": {"cup": 1}})
-    bad = {
-        "missing": root, "empty": root,
-        "file_at_scenario_level": root / "readme.md",
-        "file_at_class_level": root / "s" / "labels.csv",
-        "dir_at_image_level": root / "s" / "cup" / "more",
-        "empty_scenario": root / "t",
-        "empty_class": root / "s" / "keys",
-        "non_image": root / "s" / "cup" / "notes.txt",
-        "unreadable": root / "s" / "cup" / "broken.png",
-    }[case]
-    if case in ("dir_at_image_level", "empty_scenario", "empty_class"):
-        bad.mkdir()
-    elif case not in ("missing", "empty"):
-        bad.write_bytes(b"this is not an image")
-    with pytest.raises(ValueError, match=match) as err:
+    if case == "only_strays":
+        (root / "s" / "cup").mkdir(parents=True)
+        (root / "s" / "cup" / "notes.txt").write_text("x")
+    with pytest.raises(ValueError, match=r"not a directory|no readable image") as err:
         folder_stream(root)
-    assert str(bad) in str(err.value)
+    assert str(root) in str(err.value)
+
+
+def test_folder_stream_skips_strays_and_reports_each(tmp_path):
+    """A photo folder's strays (Thumbs.db, a labels.csv, a truncated JPEG, an empty class)
+    are left out, counted by reason and named, and the readable images still play."""
+    root = _tree(tmp_path / "root", {"s": {"cup": 2}, "t": {"keys": 1}})
+    strays = {
+        root / "readme.md": "file at the scenario level",
+        root / "s" / "labels.csv": "file at the class level",
+        root / "s" / "cup" / "more": "directory at the image level",
+        root / "s" / "cup" / "Thumbs.db": "not an image file",
+        root / "s" / "cup" / "broken.png": "unreadable image",
+        root / "s" / "keys": "class directory has no readable image",
+        root / "u": "scenario directory has no readable image",
+    }
+    for path in strays:
+        if path.suffix or path.name == "Thumbs.db":
+            path.write_bytes(b"this is not an image")
+        else:
+            path.mkdir()
+    s = folder_stream(root)
+    assert [f.label for f in s.frames].count("cup") == 2 and len(s) == 3
+    assert s.scenarios == ["s", "t"] and s.class_names == ["cup", "keys"]
+    skipped = s.description["skipped"]
+    assert skipped["count"] == len(strays) == sum(skipped["by_reason"].values())
+    for path, why in strays.items():
+        assert any(e.startswith(f"{path}: {why}") for e in skipped["examples"]), path
+
+
+def test_folder_stream_strays_do_not_reshuffle(tmp_path):
+    root = _tree(tmp_path / "root", {"a": {"cup": 3, "keys": 3}, "b": {"cup": 3, "keys": 3}})
+    before = [f.label for f in folder_stream(root, seed=3).frames]
+    (root / "0_notes.txt").write_text("x")  # sorts before the scenarios
+    assert [f.label for f in folder_stream(root, seed=3).frames] == before
 
 
 def _textured_tree(root: Path, n: int = 6) -> Path:
