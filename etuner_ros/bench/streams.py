@@ -23,6 +23,7 @@ IMAGE_EXTENSIONS = frozenset({
     ".bmp", ".dib", ".jpeg", ".jpg", ".jpe", ".jp2", ".png", ".webp", ".avif", ".pbm", ".pgm",
     ".ppm", ".pxm", ".pnm", ".pfm", ".sr", ".ras", ".tiff", ".tif", ".exr", ".hdr", ".pic"})
 DEFAULT_FRAMES_PER_SCENARIO = 200
+FOLDER_MAX_SIDE = 320  # px: a folder image's longer side in memory (folder_stream says why)
 ROOMS_FRAMES_PER_SCENARIO = 120  # 15 s at 8 fps; about 2.5 regions a frame (ROOMS_OBJECTS)
 ROOMS_OBJECTS = (1, 4)           # objects in view: always at least, at most
 
@@ -99,14 +100,20 @@ def _visible(path: Path) -> list[Path]:
     return sorted((p for p in path.iterdir() if not p.name.startswith(".")), key=lambda p: p.name)
 
 
-def _read(path: Path, image_size: tuple[int, int] | None) -> np.ndarray:
+def _read(path: Path, image_size: tuple[int, int] | None,
+          max_side: int | None = None) -> np.ndarray:
     if path.suffix.lower() not in IMAGE_EXTENSIONS:
         raise ValueError(f"not an image file (unknown extension): {path}")
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
         raise ValueError(f"unreadable image (cv2 could not decode it): {path}")
-    if image_size is not None and (bgr.shape[1], bgr.shape[0]) != tuple(image_size):
+    h, w = bgr.shape[:2]
+    if image_size is not None and (w, h) != tuple(image_size):
         bgr = cv2.resize(bgr, tuple(image_size), interpolation=cv2.INTER_AREA)
+    elif image_size is None and max_side is not None and max(h, w) > max_side:
+        scale = max_side / max(h, w)
+        bgr = cv2.resize(bgr, (max(1, round(w * scale)), max(1, round(h * scale))),
+                         interpolation=cv2.INTER_AREA)
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
@@ -136,7 +143,7 @@ class Skipped:
                 "examples": list(self.examples)}
 
 
-def _class_images(cdir: Path, image_size: tuple[int, int] | None,
+def _class_images(cdir: Path, image_size: tuple[int, int] | None, max_side: int | None,
                   skipped: Skipped) -> list[np.ndarray]:
     """The readable images of one class directory; everything else goes to ``skipped``."""
     images = []
@@ -148,18 +155,22 @@ def _class_images(cdir: Path, image_size: tuple[int, int] | None,
             skipped.add("not an image file (unknown extension)", f)
         else:
             try:
-                images.append(_read(f, image_size))
+                images.append(_read(f, image_size, max_side))
             except ValueError:
                 skipped.add("unreadable image (cv2 could not decode it)", f)
     return images
 
 
 def folder_stream(root: Path, image_size: tuple[int, int] | None = None,
-                  seed: int = 0, run_frames: tuple[int, int] | None = None) -> LabelledStream:
+                  seed: int = 0, run_frames: tuple[int, int] | None = None,
+                  max_side: int | None = FOLDER_MAX_SIDE) -> LabelledStream:
     """Read ``ROOT/<scenario>/<class>/<image>`` into a stream (all frames held in memory).
 
     ``image_size`` (width, height) resizes every image to a common size; None keeps each
-    image's own size (the model's preprocess resizes anyway). ``run_frames`` (shortest,
+    image's own shape, shrunk (area interpolation) so its longer side is at most ``max_side``:
+    every frame is held in memory by every benchmark worker, and a folder of 12-megapixel
+    photographs would need 36 MB a frame where the model reads 64x64 (its preprocess shrinks
+    with the same interpolation). ``run_frames`` (shortest,
     longest): a robot's camera, each image in view for a run of frames with a slowly drifting
     small shift, turn, zoom and brightness (:func:`view_run`), a scenario as many frames as it
     has images (images in shuffled order, repeated if runs are short); None: each image once.
@@ -189,7 +200,7 @@ def folder_stream(root: Path, image_size: tuple[int, int] | None = None,
                 skipped.add("file at the class level (expected ROOT/<scenario>/<class>/<image>)",
                             cdir)
                 continue
-            images = _class_images(cdir, image_size, skipped)
+            images = _class_images(cdir, image_size, max_side, skipped)
             if not images:
                 skipped.add("class directory has no readable image", cdir)
                 continue
@@ -226,6 +237,7 @@ def folder_stream(root: Path, image_size: tuple[int, int] | None = None,
         scenarios=list(per_scenario),
         description={"source": "folder", "root": str(root.resolve()), "seed": seed,
                      "image_size": list(image_size) if image_size else None,
+                     "max_side": None if image_size else max_side,
                      "frames_per_scenario": per_scenario, "skipped": skipped.as_dict()})
 
 

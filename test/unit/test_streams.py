@@ -112,6 +112,19 @@ def test_folder_stream_skips_strays_and_reports_each(tmp_path):
         assert any(e.startswith(f"{path}: {why}") for e in skipped["examples"]), path
 
 
+def test_folder_stream_shrinks_large_photographs_only(tmp_path):
+    """Every worker holds every frame: a photograph's longer side is kept to max_side (aspect
+    kept), a small image is left as it is."""
+    d = tmp_path / "root" / "s" / "cup"
+    d.mkdir(parents=True)
+    assert cv2.imwrite(str(d / "big.jpg"), np.full((1500, 2000, 3), 128, np.uint8))
+    assert cv2.imwrite(str(d / "small.png"), np.full((48, 64, 3), 128, np.uint8))
+    shapes = sorted(f.image.shape for f in folder_stream(tmp_path / "root", max_side=320).frames)
+    assert shapes == [(48, 64, 3), (240, 320, 3)]
+    kept = sorted(f.image.shape for f in folder_stream(tmp_path / "root", max_side=None).frames)
+    assert kept == [(48, 64, 3), (1500, 2000, 3)]
+
+
 def test_folder_stream_strays_do_not_reshuffle(tmp_path):
     root = _tree(tmp_path / "root", {"a": {"cup": 3, "keys": 3}, "b": {"cup": 3, "keys": 3}})
     before = [f.label for f in folder_stream(root, seed=3).frames]
