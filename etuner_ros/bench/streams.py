@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from etuner_ros.core.class_names import model_class
 from etuner_ros.sim.world import RUN_FRAMES, WORLD_VERSION, Frame, SyntheticWorld
 
 # Extensions cv2.imread decodes (the set OpenCV documents); anything else is not an image.
@@ -175,6 +176,11 @@ def folder_stream(root: Path, image_size: tuple[int, int] | None = None,
     small shift, turn, zoom and brightness (:func:`view_run`), a scenario as many frames as it
     has images (images in shuffled order, repeated if runs are short); None: each image once.
 
+    A class is the class directory's name spelled as a model and a correction spell it
+    (``core/class_names.model_class``: "Coffee Mug" -> "coffee_mug"); a checkpoint's label map
+    is spelled so, and a raw name would never match a prediction. Directories that spell one
+    class ("Cup", "cup") are one class.
+
     Files where a directory belongs (or the reverse), non-image files, unreadable images, and
     class or scenario directories left with no image are skipped and reported in
     ``description["skipped"]`` (:class:`Skipped`). Raises ValueError naming the path for a
@@ -204,9 +210,10 @@ def folder_stream(root: Path, image_size: tuple[int, int] | None = None,
             if not images:
                 skipped.add("class directory has no readable image", cdir)
                 continue
-            items += [(im, cdir.name) for im in images]
-            if cdir.name not in class_names:
-                class_names.append(cdir.name)
+            label = model_class(cdir.name)  # as a model and a correction spell it
+            items += [(im, label) for im in images]
+            if label not in class_names:
+                class_names.append(label)
         if not items:
             skipped.add("scenario directory has no readable image", sdir)
             continue

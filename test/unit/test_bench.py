@@ -60,7 +60,8 @@ def test_quick_folder_stream(tmp_path):
     root = tmp_path / "home"
     rng = np.random.default_rng(0)
     for s, shift in (("a_day", 0), ("b_night", -90)):
-        for c, colour in (("cup", (200, 40, 40)), ("book", (40, 40, 200))):
+        # Class folders spelled as people name them: scored as the model spells them.
+        for c, colour in (("Cup", (200, 40, 40)), ("Book Shelf", (40, 40, 200))):
             d = root / s / c
             d.mkdir(parents=True)
             for i in range(8):
@@ -72,6 +73,8 @@ def test_quick_folder_stream(tmp_path):
                  "--out", str(out), "--data-dir", str(tmp_path / "cache")]) == 0
     res = check_results(out)
     assert res["stream"]["scenarios"] == ["a_day", "b_night"]
+    assert res["stream"]["class_names"] == ["book_shelf", "cup"]
+    assert res["policies"]["none"]["accuracy_per_scenario"]["a_day"] > 0.5  # was 0.0
 
 
 def test_folder_stream_errors_and_strays_on_the_command_line(tmp_path, capsys):

@@ -125,6 +125,19 @@ def test_folder_stream_shrinks_large_photographs_only(tmp_path):
     assert kept == [(48, 64, 3), (1500, 2000, 3)]
 
 
+def test_folder_stream_spells_classes_as_models_do(tmp_path):
+    """A checkpoint's label map is spelled by core/class_names.model_class: a folder's "Coffee
+    Mug" must be the model's "coffee_mug", or no prediction could ever be scored right."""
+    root = tmp_path / "root"
+    for scenario, cls in (("a", "Coffee Mug"), ("a", "cup"), ("b", "Cup"), ("b", "TV  remote")):
+        d = root / scenario / cls
+        d.mkdir(parents=True)
+        assert cv2.imwrite(str(d / "0.png"), np.zeros((8, 8, 3), np.uint8))
+    s = folder_stream(root)
+    assert s.class_names == ["coffee_mug", "cup", "tv_remote"]
+    assert sorted(f.label for f in s.frames) == ["coffee_mug", "cup", "cup", "tv_remote"]
+
+
 def test_folder_stream_strays_do_not_reshuffle(tmp_path):
     root = _tree(tmp_path / "root", {"a": {"cup": 3, "keys": 3}, "b": {"cup": 3, "keys": 3}})
     before = [f.label for f in folder_stream(root, seed=3).frames]
