@@ -102,12 +102,11 @@ def _visible(path: Path) -> list[Path]:
 
 
 def _read(path: Path, image_size: tuple[int, int] | None,
-          max_side: int | None = None) -> np.ndarray:
-    if path.suffix.lower() not in IMAGE_EXTENSIONS:
-        raise ValueError(f"not an image file (unknown extension): {path}")
+          max_side: int | None = None) -> np.ndarray | None:
+    """The image as RGB, resized (``folder_stream`` says how); None if cv2 cannot decode it."""
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
-        raise ValueError(f"unreadable image (cv2 could not decode it): {path}")
+        return None
     h, w = bgr.shape[:2]
     if image_size is not None and (w, h) != tuple(image_size):
         bgr = cv2.resize(bgr, tuple(image_size), interpolation=cv2.INTER_AREA)
@@ -154,11 +153,10 @@ def _class_images(cdir: Path, image_size: tuple[int, int] | None, max_side: int 
                         f)
         elif f.suffix.lower() not in IMAGE_EXTENSIONS:
             skipped.add("not an image file (unknown extension)", f)
+        elif (image := _read(f, image_size, max_side)) is None:
+            skipped.add("unreadable image (cv2 could not decode it)", f)
         else:
-            try:
-                images.append(_read(f, image_size, max_side))
-            except ValueError:
-                skipped.add("unreadable image (cv2 could not decode it)", f)
+            images.append(image)
     return images
 
 
