@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg.frames_per_scenario = streams.ROOMS_FRAMES_PER_SCENARIO
         if args.run_seconds is not None:
             cfg.run_seconds = tuple(args.run_seconds) if max(args.run_seconds) > 0 else None
-        elif stream not in (*default_streams(), ROOMS):  # a folder or a bag: frames as they are
+        elif is_folder(stream) or stream.startswith(BAG_PREFIX):  # frames as they are
             cfg.run_seconds = None
         size = getattr(registry_streams().get(stream), "INPUT_SIZE", None)
         if size and not args.quick:  # a registry stream may ask for its own model input side

@@ -9,6 +9,7 @@ in view for a run of frames, as with a robot's camera.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -126,11 +127,11 @@ class Skipped:
     EXAMPLES = 10
 
     def __init__(self) -> None:
-        self.by_reason: dict[str, int] = {}
+        self.by_reason: Counter[str] = Counter()
         self.examples: list[str] = []
 
     def add(self, reason: str, path: Path) -> None:
-        self.by_reason[reason] = self.by_reason.get(reason, 0) + 1
+        self.by_reason[reason] += 1
         if len(self.examples) < self.EXAMPLES:
             self.examples.append(f"{path}: {reason}")
 
