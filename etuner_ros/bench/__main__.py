@@ -62,13 +62,29 @@ def check_folder(name: str, cfg, say: Callable[..., None]) -> bool:
         print(f"bench: {exc}", file=sys.stderr)
         return False
     skipped = s.description["skipped"]
+    cap = s.description["max_images_per_scenario"]
+    found = sum(s.description["images_per_scenario"].values())
+    sample = f" (at most {cap} images of each scenario: {len(s.frames)} of {found})" \
+        if cap and found > len(s.frames) else ""
     say(f"[bench] folder {name}: {len(s.frames)} frames, {len(s.scenarios)} scenarios, "
-        f"{len(s.class_names)} classes", flush=True)
+        f"{len(s.class_names)} classes{sample}", flush=True)
     if skipped["count"]:
         reasons = ", ".join(f"{n} {why}" for why, n in skipped["by_reason"].items())
         print(f"[bench] folder {name}: skipped {skipped['count']} entries ({reasons}); first: "
               + "; ".join(skipped["examples"][:3]), file=sys.stderr, flush=True)
     return True
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1 (0 or less is an error, never a silent
+    default)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                    "only stream unless --stream is given too)")
     p.add_argument("--bag-camera-topic", default="",
                    help="the bag's camera topic (default: its only image topic)")
-    p.add_argument("--bag-parts", type=int, default=4,
+    p.add_argument("--bag-parts", type=positive_int, default=4,
                    help="cut the bag's labelled frames into this many scenarios (the first "
                    "trains the starting model)")
     p.add_argument("--policies", nargs="+", default=list(POLICY_NAMES), choices=POLICY_NAMES)
@@ -97,18 +113,27 @@ def main(argv: list[str] | None = None) -> int:
                        f"{TEST_SEEDS}")
     seeds.add_argument("--dev", action="store_true",
                        help=f"run the dev seeds {DEV_SEEDS} (tune constants on these only)")
-    p.add_argument("--frames-per-scenario", type=int, default=None)
+    p.add_argument("--frames-per-scenario", type=positive_int, default=None,
+                   help="frames of each scenario of the synthetic, rooms and registry streams "
+                   "(default 200; rooms 120); a folder: at most this many images of each "
+                   "scenario, a seeded sample (default: every image); not for --bag")
     p.add_argument("--run-seconds", type=float, nargs=2, metavar=("SHORTEST", "LONGEST"),
                    default=None, help="each object/image stays in view this long (a robot's "
                    "camera); default 1 4 for synthetic and registry streams, off for folders; "
                    "0 0: every frame a new view")
-    p.add_argument("--jobs", type=int, default=None,
+    p.add_argument("--jobs", type=positive_int, default=None,
                    help="worker processes, one torch thread each (default: the CPU cores this "
                    "process may use, at most 8)")
     p.add_argument("--no-hindsight", action="store_true", help="skip the hindsight reference")
     p.add_argument("--quick", action="store_true", help="tiny configuration for tests")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     args = p.parse_args(argv)
+    if args.run_seconds is not None and not 0 <= args.run_seconds[0] <= args.run_seconds[1]:
+        p.error(f"--run-seconds: need 0 <= SHORTEST <= LONGEST, got "
+                f"{args.run_seconds[0]:g} {args.run_seconds[1]:g}")
+    if args.frames_per_scenario and args.bag:
+        print("bench: --frames-per-scenario does not cut a bag: its corrected frames are its "
+              "stream, in --bag-parts scenarios", file=sys.stderr, flush=True)
 
     seed_list = tuple(args.seed) if args.seed else DEV_SEEDS if args.dev else TEST_SEEDS
     bag = [BAG_PREFIX + str(Path(args.bag))] if args.bag else []
@@ -121,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = quick_config(seed) if args.quick else default_config(seed)
         if args.frames_per_scenario:
             cfg.frames_per_scenario = args.frames_per_scenario
+            cfg.folder_max_images = args.frames_per_scenario
         elif stream == ROOMS and not args.quick:
             cfg.frames_per_scenario = streams.ROOMS_FRAMES_PER_SCENARIO
         if args.run_seconds is not None:

@@ -26,6 +26,8 @@ class BenchConfig:
 
     seed: int = 0
     frames_per_scenario: int = 200
+    folder_max_images: int | None = None  # --frames-per-scenario on a folder stream: at most
+    #                                  this many images of each scenario (a seeded sample)
     fps: float = 8.0                 # stream clock: frame i at i / fps seconds
     run_seconds: tuple[float, float] | None = (1.0, 4.0)  # one object stays in view this
     #                                  long (a robot's camera); None: every frame a new view.

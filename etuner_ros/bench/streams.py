@@ -163,7 +163,8 @@ def _class_images(cdir: Path, image_size: tuple[int, int] | None, max_side: int 
 
 def folder_stream(root: Path, image_size: tuple[int, int] | None = None,
                   seed: int = 0, run_frames: tuple[int, int] | None = None,
-                  max_side: int | None = FOLDER_MAX_SIDE) -> LabelledStream:
+                  max_side: int | None = FOLDER_MAX_SIDE,
+                  max_images: int | None = None) -> LabelledStream:
     """Read ``ROOT/<scenario>/<class>/<image>`` into a stream (all frames held in memory).
 
     ``image_size`` (width, height) resizes every image to a common size; None keeps each
@@ -174,6 +175,9 @@ def folder_stream(root: Path, image_size: tuple[int, int] | None = None,
     longest): a robot's camera, each image in view for a run of frames with a slowly drifting
     small shift, turn, zoom and brightness (:func:`view_run`), a scenario as many frames as it
     has images (images in shuffled order, repeated if runs are short); None: each image once.
+    ``max_images`` (the benchmark's ``--frames-per-scenario``): a scenario plays at most that
+    many of its images, the first of its seeded shuffle (a sample, so a large folder can be
+    benchmarked in bounded time); ``description`` keeps how many each scenario had.
 
     A class is the class directory's name spelled as a model and a correction spell it
     (``core/class_names.model_class``: "Coffee Mug" -> "coffee_mug"); a checkpoint's label map
@@ -187,6 +191,8 @@ def folder_stream(root: Path, image_size: tuple[int, int] | None = None,
     """
     if run_frames is not None and not 1 <= run_frames[0] <= run_frames[1]:
         raise ValueError(f"run_frames {run_frames}: need 1 <= shortest <= longest")
+    if max_images is not None and max_images < 1:
+        raise ValueError(f"max_images must be >= 1, got {max_images}")
     root = Path(root)
     if not root.is_dir():
         raise ValueError(f"stream root is not a directory: {root}")
@@ -194,6 +200,7 @@ def folder_stream(root: Path, image_size: tuple[int, int] | None = None,
     frames: list[Frame] = []
     class_names: list[str] = []
     per_scenario: dict[str, int] = {}
+    found: dict[str, int] = {}
     for sdir in _visible(root):
         if not sdir.is_dir():
             skipped.add("file at the scenario level (expected ROOT/<scenario>/<class>/<image>)",
@@ -218,23 +225,24 @@ def folder_stream(root: Path, image_size: tuple[int, int] | None = None,
             continue
         # Seeded by the scenario's place among those played: a stray file does not reshuffle.
         rng = np.random.default_rng([seed, len(per_scenario)])
-        order = rng.permutation(len(items))
+        total = len(items) if max_images is None else min(len(items), max_images)
+        order = rng.permutation(len(items))[:total]
         if run_frames is None:
             for k in order:
                 image, label = items[k]
                 frames.append(Frame(len(frames), image, label, sdir.name))
         else:
             n = 0
-            for k in np.resize(order, len(items)):  # runs cover len(items) frames
-                if n >= len(items):
+            for k in np.resize(order, total):  # runs cover `total` frames
+                if n >= total:
                     break
                 image, label = items[k]
-                length = min(int(rng.integers(run_frames[0], run_frames[1] + 1)),
-                             len(items) - n)
+                length = min(int(rng.integers(run_frames[0], run_frames[1] + 1)), total - n)
                 for view in view_run(image, length, rng):
                     frames.append(Frame(len(frames), view, label, sdir.name))
                 n += length
-        per_scenario[sdir.name] = len(items)
+        per_scenario[sdir.name] = total
+        found[sdir.name] = len(items)
     if not frames:
         raise ValueError(f"no readable image under {root} (expected ROOT/<scenario>/<class>/"
                          f"<image>; skipped {skipped.count}: {'; '.join(skipped.examples)})")
@@ -244,7 +252,8 @@ def folder_stream(root: Path, image_size: tuple[int, int] | None = None,
         description={"source": "folder", "root": str(root.resolve()), "seed": seed,
                      "image_size": list(image_size) if image_size else None,
                      "max_side": None if image_size else max_side,
-                     "frames_per_scenario": per_scenario, "skipped": skipped.as_dict()})
+                     "frames_per_scenario": per_scenario, "images_per_scenario": found,
+                     "max_images_per_scenario": max_images, "skipped": skipped.as_dict()})
 
 
 def view_run(image: np.ndarray, length: int, rng: np.random.Generator) -> list[np.ndarray]:

@@ -81,7 +81,8 @@ def load_stream(name: str, cfg: BenchConfig) -> streams.LabelledStream:
                                             cfg.run_seconds)
     else:
         s = streams.folder_stream(Path(name), seed=cfg.seed,
-                                  run_frames=run_frames(cfg) if cfg.run_seconds else None)
+                                  run_frames=run_frames(cfg) if cfg.run_seconds else None,
+                                  max_images=cfg.folder_max_images)
     s.frames = list(s.frames)
     return s
 

@@ -201,6 +201,10 @@ def test_benchmark_refuses_a_bag_without_labels(tmp_path, capsys):
     assert "cannot score accuracy on this bag: it has no LabelCorrection topic" in err
     assert "8 frames" in err and "etuner_ros.core.bag export" in err
     assert not (tmp_path / "o" / "results.json").exists()
+    # --frames-per-scenario cannot cut a recording: said, not silently ignored
+    assert bench(["--quick", "--quiet", "--bag", str(path), "--frames-per-scenario", "5",
+                  "--out", str(tmp_path / "o")]) == 2
+    assert "--frames-per-scenario does not cut a bag" in capsys.readouterr().err
 
 
 def test_region_of_a_correction_round_trips_and_old_bags_name_none(tmp_path):

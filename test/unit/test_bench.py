@@ -175,3 +175,47 @@ def test_quick_rooms_scores_regions(tmp_path):
 def test_ticks_group_items_by_the_frames_of_one_poll():
     assert list(_ticks(list(range(10)), 4)) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
     assert list(_ticks([0, 0, 1, 3, 4, 4, 9], 4)) == [[0, 1, 2, 3], [4, 5], [6]]
+
+
+@pytest.mark.parametrize("args, why", [
+    (["--frames-per-scenario", "0"], "--frames-per-scenario: must be at least 1, got 0"),
+    (["--frames-per-scenario", "-5"], "--frames-per-scenario: must be at least 1, got -5"),
+    (["--jobs", "0"], "--jobs: must be at least 1, got 0"),
+    (["--bag-parts", "x"], "--bag-parts: not an integer: 'x'"),
+    (["--run-seconds", "3", "1"], "--run-seconds: need 0 <= SHORTEST <= LONGEST, got 3 1"),
+    (["--run-seconds", "-1", "2"], "--run-seconds: need 0 <= SHORTEST <= LONGEST, got -1 2"),
+])
+def test_bad_options_end_with_a_usage_error(tmp_path, capsys, args, why):
+    """A bad number is exit code 2 and one line before anything runs: not a worker's
+    traceback, not a silent default, not "-1 workers"."""
+    with pytest.raises(SystemExit) as exc:
+        main(["--quick", "--quiet", "--seed", "0", "--out", str(tmp_path / "out"),
+              "--data-dir", str(tmp_path / "cache"), *args])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert why in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
+
+
+def test_frames_per_scenario_samples_a_folder(tmp_path, capsys):
+    """--frames-per-scenario caps each scenario of a folder (it used to be ignored there),
+    says so, and keeps in results.json how many images each scenario had."""
+    root = tmp_path / "home"
+    rng = np.random.default_rng(0)
+    for s in ("a", "b"):
+        for c in ("cup", "book"):
+            (root / s / c).mkdir(parents=True)
+            for i in range(6):
+                cv2.imwrite(str(root / s / c / f"{i}.png"),
+                            rng.integers(0, 255, (24, 32, 3), dtype=np.uint8))
+    out = tmp_path / "out"
+    assert main(["--quick", "--stream", str(root), "--seed", "0", "--jobs", "1",
+                 "--policies", "none", "--no-hindsight", "--frames-per-scenario", "5",
+                 "--out", str(out), "--data-dir", str(tmp_path / "cache")]) == 0
+    assert "(at most 5 images of each scenario: 10 of 24)" in capsys.readouterr().out
+    res = json.loads((out / "results.json").read_text())
+    d = res["stream"]["description"]
+    assert res["stream"]["frames"] == 10
+    assert d["frames_per_scenario"] == {"a": 5, "b": 5}
+    assert d["images_per_scenario"] == {"a": 12, "b": 12}
+    assert res["config"]["folder_max_images"] == 5

@@ -175,6 +175,30 @@ def test_folder_stream_runs_of_frames(tmp_path):
         folder_stream(root, run_frames=(5, 3))
 
 
+def test_folder_stream_max_images_plays_a_seeded_sample_of_each_scenario(tmp_path):
+    """--frames-per-scenario on a folder: each scenario plays at most that many of its
+    images, the first of the same seeded shuffle an uncapped run plays, and the stream says
+    how many it had."""
+    root = _textured_tree(tmp_path / "r")  # 12 images in each of "a" and "b"
+    full = folder_stream(root, seed=3)
+    s = folder_stream(root, seed=3, max_images=5)
+    assert [f.scenario for f in s.frames] == ["a"] * 5 + ["b"] * 5
+    for scenario in ("a", "b"):
+        mine = [f.image.tobytes() for f in s.frames if f.scenario == scenario]
+        theirs = [f.image.tobytes() for f in full.frames if f.scenario == scenario]
+        assert mine == theirs[:5]
+    d = s.description
+    assert d["frames_per_scenario"] == {"a": 5, "b": 5}
+    assert d["images_per_scenario"] == {"a": 12, "b": 12}
+    assert d["max_images_per_scenario"] == 5
+    assert full.description["images_per_scenario"] == full.description["frames_per_scenario"]
+    assert len(folder_stream(root, seed=3, max_images=50).frames) == 24  # a cap above: all
+    runs = folder_stream(root, seed=3, run_frames=(2, 3), max_images=4)
+    assert [f.scenario for f in runs.frames] == ["a"] * 4 + ["b"] * 4
+    with pytest.raises(ValueError, match="max_images"):
+        folder_stream(root, max_images=0)
+
+
 def test_recurring_scenarios_are_found_by_settings():
     s = synthetic_stream(seed=0, frames_per_scenario=1)
     assert s.description["recurring"] == {"day_kitchen_again": "day_kitchen"}
