@@ -21,6 +21,7 @@ import rclpy
 import yaml
 from rclpy.node import Node
 
+from etuner_ros.cli_args import non_negative_float
 from etuner_ros.nodes.sim_camera_node import WORLDS
 from etuner_ros.ros.executor import QueueAwareExecutor
 from etuner_ros.ros.params import ParameterError
@@ -62,7 +63,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", default="", help="override the tuner's policy")
     p.add_argument("--checkpoint", default="", help="override perception's checkpoint")
     p.add_argument("--data-dir", default="", help="override data_dir of every node")
-    p.add_argument("--duration", type=float, default=0.0,
+    p.add_argument("--duration", type=non_negative_float, default=0.0,
                    help="stop after this many seconds (0: run until Ctrl-C)")
     return p
 

@@ -34,14 +34,7 @@ from etuner_ros.bringup import (
     run,
     world_overrides,
 )
-
-
-def _positive_int(text: str) -> int:
-    """An argparse type: refused at parse time, before the starting model is trained."""
-    n = int(text)
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
-    return n
+from etuner_ros.cli_args import positive_float, positive_int
 
 
 def parser() -> argparse.ArgumentParser:
@@ -54,9 +47,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--world", choices=WORLDS, default="objects",
                    help="objects: one object per frame; rooms: several, with the simulated "
                         "detector, scored per object")
-    p.add_argument("--frames-per-scenario", type=_positive_int, default=200,
+    p.add_argument("--frames-per-scenario", type=positive_int, default=200,
                    help="camera frames per scenario (8 fps; 200: 25 s, as the benchmark)")
-    p.add_argument("--timeout", type=float, default=900.0, help="give up after this many s")
+    p.add_argument("--timeout", type=positive_float, default=900.0,
+                   help="give up after this many s")
     p.add_argument("--summary", type=Path, default=None,
                    help="where to write the JSON summary (default <run dir>/summary.json)")
     return p

@@ -35,6 +35,7 @@ from etuner_ros.bench.suite import (
     registry_streams,
     run_jobs,
 )
+from etuner_ros.cli_args import positive_int
 from etuner_ros.core.bag import BagError
 from etuner_ros.core.policies import POLICY_NAMES
 
@@ -73,18 +74,6 @@ def check_folder(name: str, cfg, say: Callable[..., None]) -> bool:
         print(f"[bench] folder {name}: skipped {skipped['count']} entries ({reasons}); first: "
               + "; ".join(skipped["examples"][:3]), file=sys.stderr, flush=True)
     return True
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer of at least 1 (0 or less is an error, never a silent
-    default)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from etuner_ros.cli_args import positive_int
 from etuner_ros.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from etuner_ros.core.model import ModelBundle, build_model, preprocess
 from etuner_ros.sim.room_crops import crop_dataset
@@ -225,9 +226,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="the model goes to DATA_DIR/models/ (default ./data)")
     p.add_argument("--arch", default=DEFAULT_ARCH)
     p.add_argument("--seed", type=int, default=0, help="world and training seed")
-    p.add_argument("--frames", type=int, default=DEFAULT_FRAMES)
-    p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
-    p.add_argument("--input-size", type=int, default=DEFAULT_INPUT_SIZE)
+    p.add_argument("--frames", type=positive_int, default=DEFAULT_FRAMES)
+    p.add_argument("--epochs", type=positive_int, default=DEFAULT_EPOCHS)
+    p.add_argument("--input-size", type=positive_int, default=DEFAULT_INPUT_SIZE)
     p.add_argument("--world", choices=WORLDS, default="objects",
                    help="objects: whole one-object frames; rooms: object crops from rooms")
     p.add_argument("--force", action="store_true", help="retrain even if a cached model fits")

@@ -90,3 +90,22 @@ def test_world_rooms_needs_sim(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--world", "rooms"])
     assert exc.value.code == 2 and "--sim" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, why", [(["--duration", "-1"], "--duration: must be at least 0"),
+                                       (["--duration", "x"], "--duration: not a number")])
+def test_bringup_refuses_a_bad_duration(capsys, args, why):
+    with pytest.raises(SystemExit) as exc:
+        parser().parse_args(args)
+    assert exc.value.code == 2 and why in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, why", [
+    (["--timeout", "0"], "--timeout: must be above 0"),
+    (["--frames-per-scenario", "0"], "--frames-per-scenario: must be at least 1")])
+def test_demo_refuses_bad_numbers(capsys, args, why):
+    from etuner_ros.demo import parser as demo_parser
+
+    with pytest.raises(SystemExit) as exc:
+        demo_parser().parse_args(args)
+    assert exc.value.code == 2 and why in capsys.readouterr().err
