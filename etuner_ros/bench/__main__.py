@@ -76,6 +76,19 @@ def check_folder(name: str, cfg, say: Callable[..., None]) -> bool:
     return True
 
 
+def unwritable(path: Path) -> str | None:
+    """Why a directory could not be made or written at ``path`` (None: it can), checked
+    before a run of many minutes instead of at its end, without creating anything."""
+    probe = path.expanduser().absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is not a directory"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"{probe} is not writable"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m etuner_ros.bench",
                                 description=__doc__.split("\n")[0])
@@ -120,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.run_seconds is not None and not 0 <= args.run_seconds[0] <= args.run_seconds[1]:
         p.error(f"--run-seconds: need 0 <= SHORTEST <= LONGEST, got "
                 f"{args.run_seconds[0]:g} {args.run_seconds[1]:g}")
+    for option, where in (("--out", args.out), ("--data-dir", args.data_dir)):
+        if why := unwritable(Path(where)):
+            p.error(f"{option} {where}: {why}")
     if args.frames_per_scenario and args.bag:
         print("bench: --frames-per-scenario does not cut a bag: its corrected frames are its "
               "stream, in --bag-parts scenarios", file=sys.stderr, flush=True)

@@ -197,6 +197,20 @@ def test_bad_options_end_with_a_usage_error(tmp_path, capsys, args, why):
     assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
 
 
+def test_an_output_folder_that_cannot_be_made_is_refused_before_the_run(tmp_path, capsys):
+    """Found at the start, not after twenty minutes of work when results.json is written."""
+    (tmp_path / "results").write_text("a file, not a folder")
+    for option in ("--out", "--data-dir"):
+        where = str(tmp_path / "results" / "sub")
+        with pytest.raises(SystemExit) as exc:
+            main(["--quick", "--quiet", "--seed", "0", "--out", str(tmp_path / "o"),
+                  "--data-dir", str(tmp_path / "c"), option, where])
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert f"{option} {where}: {tmp_path / 'results'} is not a directory" in err
+    assert not (tmp_path / "o").exists() and not (tmp_path / "c").exists()
+
+
 def test_frames_per_scenario_samples_a_folder(tmp_path, capsys):
     """--frames-per-scenario caps each scenario of a folder (it used to be ignored there),
     says so, and keeps in results.json how many images each scenario had."""
