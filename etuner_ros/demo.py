@@ -34,7 +34,7 @@ from etuner_ros.bringup import (
     run,
     world_overrides,
 )
-from etuner_ros.cli_args import positive_float, positive_int
+from etuner_ros.cli_args import non_negative_int, positive_float, positive_int
 
 
 def parser() -> argparse.ArgumentParser:
@@ -43,7 +43,7 @@ def parser() -> argparse.ArgumentParser:
                    help="cache of the starting model and the runs' stores (default ./data)")
     p.add_argument("--policy", default="etuner", help="tuner policy")
     p.add_argument("--config", type=Path, default=None, help="parameters YAML")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--world", choices=WORLDS, default="objects",
                    help="objects: one object per frame; rooms: several, with the simulated "
                         "detector, scored per object")

@@ -35,7 +35,7 @@ from etuner_ros.bench.suite import (
     registry_streams,
     run_jobs,
 )
-from etuner_ros.cli_args import positive_int
+from etuner_ros.cli_args import non_negative_int, positive_int
 from etuner_ros.core.bag import BagError
 from etuner_ros.core.policies import POLICY_NAMES
 
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="bench", help="output folder (results.json, PNG)")
     p.add_argument("--data-dir", default="bench/cache", help="cache of starting models")
     seeds = p.add_mutually_exclusive_group()
-    seeds.add_argument("--seed", type=int, action="append", default=None,
+    seeds.add_argument("--seed", type=non_negative_int, action="append", default=None,
                        help=f"run this seed alone (repeatable); default: the test seeds "
                        f"{TEST_SEEDS}")
     seeds.add_argument("--dev", action="store_true",

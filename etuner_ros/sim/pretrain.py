@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from etuner_ros.cli_args import positive_int
+from etuner_ros.cli_args import non_negative_int, positive_int
 from etuner_ros.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from etuner_ros.core.model import ModelBundle, build_model, preprocess
 from etuner_ros.sim.room_crops import crop_dataset
@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", type=Path, default=Path("data"),
                    help="the model goes to DATA_DIR/models/ (default ./data)")
     p.add_argument("--arch", default=DEFAULT_ARCH)
-    p.add_argument("--seed", type=int, default=0, help="world and training seed")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="world and training seed")
     p.add_argument("--frames", type=positive_int, default=DEFAULT_FRAMES)
     p.add_argument("--epochs", type=positive_int, default=DEFAULT_EPOCHS)
     p.add_argument("--input-size", type=positive_int, default=DEFAULT_INPUT_SIZE)

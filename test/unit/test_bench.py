@@ -181,6 +181,7 @@ def test_ticks_group_items_by_the_frames_of_one_poll():
     (["--frames-per-scenario", "0"], "--frames-per-scenario: must be at least 1, got 0"),
     (["--frames-per-scenario", "-5"], "--frames-per-scenario: must be at least 1, got -5"),
     (["--jobs", "0"], "--jobs: must be at least 1, got 0"),
+    (["--seed", "-1"], "--seed: must be at least 0, got -1"),
     (["--bag-parts", "x"], "--bag-parts: not an integer: 'x'"),
     (["--run-seconds", "3", "1"], "--run-seconds: need 0 <= SHORTEST <= LONGEST, got 3 1"),
     (["--run-seconds", "-1", "2"], "--run-seconds: need 0 <= SHORTEST <= LONGEST, got -1 2"),
