@@ -9,46 +9,34 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 
 
-def _number(text: str, kind: type) -> float:
-    try:
-        value = kind(text)
-    except ValueError:
-        what = "an integer" if kind is int else "a number"
-        raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
-    if isinstance(value, float) and not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be finite, got {text}")
-    return value
+def _at_least(kind: type, low: float, *, strict: bool = False) -> Callable[[str], float]:
+    """An argparse type: ``kind`` (int or float) of ``text``, finite, at least ``low`` (above
+    it with ``strict``)."""
+    what = "an integer" if kind is int else "a number"
+    bound = f"above {low:g}" if strict else f"at least {low:g}"
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be finite, got {text}")
+        if value < low or (strict and value == low):
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {value:g}")
+        return value
+
+    return parse
 
 
-def positive_int(text: str) -> int:
-    """An integer of at least 1."""
-    value = int(_number(text, int))
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    """An integer of at least 0 (a seed: numpy's generators take no negative one)."""
-    value = int(_number(text, int))
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """A finite number above 0."""
-    value = float(_number(text, float))
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, got {value:g}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    """A finite number of at least 0."""
-    value = float(_number(text, float))
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {value:g}")
-    return value
+positive_int = _at_least(int, 1)
+positive_int.__doc__ = "An integer of at least 1."
+non_negative_int = _at_least(int, 0)
+non_negative_int.__doc__ = "An integer of at least 0 (a seed: numpy takes no negative one)."
+positive_float = _at_least(float, 0, strict=True)
+positive_float.__doc__ = "A finite number above 0."
+non_negative_float = _at_least(float, 0)
+non_negative_float.__doc__ = "A finite number of at least 0."

@@ -77,6 +77,18 @@ def test_quick_folder_stream(tmp_path):
     assert res["policies"]["none"]["accuracy_per_scenario"]["a_day"] > 0.5  # was 0.0
 
 
+def _noise_folder(root, n: int):
+    """ROOT/{a,b}/{cup,book}/ with ``n`` noise images each."""
+    rng = np.random.default_rng(0)
+    for s in ("a", "b"):
+        for c in ("cup", "book"):
+            (root / s / c).mkdir(parents=True)
+            for i in range(n):
+                cv2.imwrite(str(root / s / c / f"{i}.png"),
+                            rng.integers(0, 255, (24, 32, 3), dtype=np.uint8))
+    return root
+
+
 def test_folder_stream_errors_and_strays_on_the_command_line(tmp_path, capsys):
     """A folder with no image ends the run with one clear line and exit code 2, before any
     model trains; strays in a usable folder are reported on stderr and in results.json."""
@@ -84,14 +96,7 @@ def test_folder_stream_errors_and_strays_on_the_command_line(tmp_path, capsys):
                  "--out", str(tmp_path / "out"), "--data-dir", str(tmp_path / "cache")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("bench: stream root is not a directory") and "Traceback" not in err
-    root = tmp_path / "home"
-    rng = np.random.default_rng(0)
-    for s in ("a", "b"):
-        for c in ("cup", "book"):
-            (root / s / c).mkdir(parents=True)
-            for i in range(4):
-                cv2.imwrite(str(root / s / c / f"{i}.png"),
-                            rng.integers(0, 255, (24, 32, 3), dtype=np.uint8))
+    root = _noise_folder(tmp_path / "home", 4)
     (root / "a" / "cup" / "Thumbs.db").write_bytes(b"junk")
     out = tmp_path / "out"
     assert main(["--quick", "--quiet", "--stream", str(root), "--seed", "0", "--jobs", "1",
@@ -215,14 +220,7 @@ def test_an_output_folder_that_cannot_be_made_is_refused_before_the_run(tmp_path
 def test_frames_per_scenario_samples_a_folder(tmp_path, capsys):
     """--frames-per-scenario caps each scenario of a folder (it used to be ignored there),
     says so, and keeps in results.json how many images each scenario had."""
-    root = tmp_path / "home"
-    rng = np.random.default_rng(0)
-    for s in ("a", "b"):
-        for c in ("cup", "book"):
-            (root / s / c).mkdir(parents=True)
-            for i in range(6):
-                cv2.imwrite(str(root / s / c / f"{i}.png"),
-                            rng.integers(0, 255, (24, 32, 3), dtype=np.uint8))
+    root = _noise_folder(tmp_path / "home", 6)
     out = tmp_path / "out"
     assert main(["--quick", "--stream", str(root), "--seed", "0", "--jobs", "1",
                  "--policies", "none", "--no-hindsight", "--frames-per-scenario", "5",
