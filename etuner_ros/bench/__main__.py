@@ -35,7 +35,7 @@ from etuner_ros.bench.suite import (
     registry_streams,
     run_jobs,
 )
-from etuner_ros.cli_args import non_negative_int, positive_int
+from etuner_ros.cli_args import non_negative_float, non_negative_int, positive_int
 from etuner_ros.core.bag import BagError
 from etuner_ros.core.policies import POLICY_NAMES
 
@@ -119,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="frames of each scenario of the synthetic, rooms and registry streams "
                    "(default 200; rooms 120); a folder: at most this many images of each "
                    "scenario, a seeded sample (default: every image); not for --bag")
-    p.add_argument("--run-seconds", type=float, nargs=2, metavar=("SHORTEST", "LONGEST"),
+    p.add_argument("--run-seconds", type=non_negative_float, nargs=2,
+                   metavar=("SHORTEST", "LONGEST"),
                    default=None, help="each object/image stays in view this long (a robot's "
                    "camera); default 1 4 for synthetic and registry streams, off for folders; "
                    "0 0: every frame a new view")
@@ -130,8 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="tiny configuration for tests")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     args = p.parse_args(argv)
-    if args.run_seconds is not None and not 0 <= args.run_seconds[0] <= args.run_seconds[1]:
-        p.error(f"--run-seconds: need 0 <= SHORTEST <= LONGEST, got "
+    if args.run_seconds is not None and args.run_seconds[0] > args.run_seconds[1]:
+        p.error(f"--run-seconds: need SHORTEST <= LONGEST, got "
                 f"{args.run_seconds[0]:g} {args.run_seconds[1]:g}")
     for option, where in (("--out", args.out), ("--data-dir", args.data_dir)):
         if why := unwritable(Path(where)):
