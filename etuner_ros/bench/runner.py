@@ -180,17 +180,17 @@ def run_policy(name: str, stream, start: ModelBundle, cfg: BenchConfig,
         device_s += charge
         joules += r.energy_joules
         flops += r.train_flops
-        for kind, v in getattr(r, "flops_by_kind", {}).items():
+        for kind, v in r.flops_by_kind.items():
             by_kind[kind] = by_kind.get(kind, 0.0) + v
         source = r.energy_source
         rounds.append({"t": now, "end": busy_until, "frame": pos[chunk[-1]] + 1,
-                       "accepted": r.accepted, "bn_only": getattr(r, "bn_only", False),
+                       "accepted": r.accepted, "bn_only": r.bn_only,
                        "device_s": charge, "wall_s": r.duration_s,
                        "flops": r.train_flops,
                        "n_labels": r.n_labels, "n_replay": r.n_replay, "n_pseudo": r.n_pseudo,
                        "frozen": len(r.frozen_groups), "epochs": r.epochs_run,
                        "val": r.val_accuracy, "base_val": r.baseline_val_accuracy,
-                       "why": decision.reason,
+                       "why": decision.reason, "gate": r.gate,
                        "cka": [None if c is None else round(c, 4)
                                for c in tuner.simfreeze.last_cka]
                        if policy.uses_simfreeze else None})

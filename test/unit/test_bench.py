@@ -119,6 +119,9 @@ def test_same_seed_same_accuracy(tmp_path):
         assert a.rounds, name
         assert np.array_equal(a.correct, b.correct), name
         assert [r["end"] for r in a.rounds] == [r["end"] for r in b.rounds], name
+        # each round says which evidence its gate used (labels:N, information:N, ...)
+        assert [r["gate"] for r in a.rounds] == [r["gate"] for r in b.rounds], name
+        assert all(r["gate"] for r in a.rounds), name
         assert a.device_seconds == b.device_seconds and a.train_flops == b.train_flops
 
 
