@@ -82,7 +82,10 @@ class TrainConfig:
     #                                 DEV 100-103, etuner: 69.48 / 59.79 % (off: 69.52 / 60.52)
     val_balanced: bool = False      # validate on the mean over classes of per-class (recency-
     #                                 weighted) accuracy, so a one-class run cannot pass the gate
-    head_lr_mult: float = 1.0       # the head's learning rate / lr
+    head_lr_mult: float = 1.0       # the head's learning rate / lr. DEV 100-103, 10.0:
+    #                                 etuner 66.77 / 59.93 %, immediate_adabn 62.77 /
+    #                                 54.02 % (1.0: 69.52 / 60.52, 64.77 / 55.89; synthetic /
+    #                                 digits): worse for both, so 1.0 stays
     consistency_weight: float = 0.0  # FixMatch loss weight on unlabelled frames (0: off);
     #                                 only rounds given ``unlabelled`` frames use it. DEV
     #                                 100-103, etuner, 1.0: 67.66 / 60.55 % against 69.52 /
