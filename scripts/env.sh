@@ -18,4 +18,12 @@ if [ -z "${FASTRTPS_DEFAULT_PROFILES_FILE:-}" ] && [ -z "${FASTDDS_DEFAULT_PROFI
 fi
 export ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-$(( ($$ % 100) + 100 ))}
 export PYTHONUNBUFFERED=1
+# Same float kernels on every x86-64 machine (etuner_ros/core/numerics.py), so a benchmark seed,
+# and the starting models the demo and tests cache for it, reproduce anywhere; a caller's own
+# value wins.
+if [ "$(uname -m)" = x86_64 ]; then
+  export ATEN_CPU_CAPABILITY=${ATEN_CPU_CAPABILITY:-avx2}
+  export ONEDNN_MAX_CPU_ISA=${ONEDNN_MAX_CPU_ISA:-AVX2}
+  export MKL_CBWR=${MKL_CBWR:-AVX2}
+fi
 unset _etuner_root _etuner_venv _etuner_nounset

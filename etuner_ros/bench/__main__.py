@@ -37,6 +37,7 @@ from etuner_ros.bench.suite import (
 )
 from etuner_ros.cli_args import non_negative_float, non_negative_int, positive_int
 from etuner_ros.core.bag import BagError
+from etuner_ros.core.numerics import numerics_tag
 from etuner_ros.core.policies import POLICY_NAMES
 
 
@@ -222,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     results["bench_cpu_seconds"] = (time.process_time() - c0 + sum(r["cpu_seconds"]
                                                                   for r in done))
     results["workers"] = jobs_n
+    results["numerics"] = numerics_tag()  # the CPU kernels behind these numbers
     out = Path(args.out)
     path = write_json(results, out)
     pol_runs = [r for r in mine0 if r["job"].policy != HINDSIGHT]

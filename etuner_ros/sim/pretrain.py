@@ -27,6 +27,7 @@ from tqdm import tqdm
 from etuner_ros.cli_args import non_negative_int, positive_int
 from etuner_ros.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from etuner_ros.core.model import ModelBundle, build_model, preprocess
+from etuner_ros.core.numerics import numerics_tag
 from etuner_ros.sim.room_crops import crop_dataset
 from etuner_ros.sim.rooms import ROOMS_VERSION, RoomWorld
 from etuner_ros.sim.world import WORLD_VERSION, Frame, SyntheticWorld
@@ -161,8 +162,12 @@ def accuracy(bundle: ModelBundle, frames: Sequence[Frame]) -> float:
 def cached_model(path: Path, key: dict, arch: str, train: Callable[[], tuple[ModelBundle, dict]],
                  progress: bool = True, force: bool = False) -> Path:
     """``path`` if it holds a loadable model saved with this cache ``key``; else call
-    ``train()`` (returns the bundle and metrics), save its model with the key, return ``path``."""
+    ``train()`` (returns the bundle and metrics), save its model with the key, return ``path``.
+    The key is extended by the CPU kernels this process trains with (``core/numerics.py``):
+    AVX2 and AVX-512 kernels train different models from one seed, so a model cached by an
+    unpinned process is not the benchmark's."""
     say = print if progress else (lambda *_a, **_k: None)
+    key = {**key, "numerics": numerics_tag()}
     if path.exists() and not force:
         try:
             load_checkpoint(path, expected_arch=arch)

@@ -15,6 +15,7 @@ from etuner_ros.bench.config import quick_config
 from etuner_ros.bench.runner import _ticks, run_policy
 from etuner_ros.bench.suite import load_stream, prepare_start
 from etuner_ros.core.checkpoint import load_checkpoint
+from etuner_ros.core.numerics import numerics_tag
 from etuner_ros.core.policies import POLICY_NAMES
 
 
@@ -41,6 +42,7 @@ def check_results(out):
     assert res["ratios"]["immediate"]["time_x"] == pytest.approx(1.0)
     assert res["ratios"]["immediate"]["accuracy_pts"] == 0.0
     assert res["stream"]["frames"] > 0
+    assert res["numerics"] == numerics_tag()  # the CPU kernels behind the numbers
     png = (out / "benchmark.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     return res

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from etuner_ros.core.checkpoint import load_checkpoint
+from etuner_ros.core.numerics import numerics_tag
 from etuner_ros.sim import pretrain as pt
 from etuner_ros.sim.world import BASE_CLASSES, SyntheticWorld
 
@@ -27,6 +28,8 @@ def test_pretrain_writes_version_1_of_the_first_scenario_classes(trained):
     assert not bundle.model.training
     extra = pt.read_extra(path)
     assert extra["cache_key"]["seed"] == 3 and extra["cache_key"]["world_version"] >= 1
+    # the kernels that trained it: an AVX-512 process trains another model from one seed
+    assert extra["cache_key"]["numerics"] == numerics_tag()
     assert 0.0 <= extra["train_acc"] <= 1.0 and 0.0 <= extra["val_acc"] <= 1.0
 
 
