@@ -32,10 +32,11 @@ def start_probe(parser: argparse.ArgumentParser, seed: int) -> None:
     seed_everything(seed)
 
 
-def load(seed: int) -> tuple[BenchConfig, LabelledStream, ModelBundle]:
+def load(seed: int, name: str = "synthetic") -> tuple[BenchConfig, LabelledStream, ModelBundle]:
+    """The benchmark's configuration, stream ``name`` and cached starting model for ``seed``."""
     cfg = default_config(seed)
-    stream = load_stream("synthetic", cfg)
-    start = load_checkpoint(Path(prepare_start("synthetic", cfg, ROOT / "data", False)),
+    stream = load_stream(name, cfg)
+    start = load_checkpoint(Path(prepare_start(name, cfg, ROOT / "data", False)),
                             expected_arch=cfg.arch)
     return cfg, stream, start
 
