@@ -33,7 +33,7 @@ PINNED: dict[str, str] = {
     "ONEDNN_MAX_CPU_ISA": "AVX2",
     "MKL_CBWR": "AVX2",
 }
-_X86 = ("x86_64", "amd64", "i686", "x86")
+_X86 = ("x86_64", "amd64")  # as scripts/env.sh (uname -m) and the tests
 
 
 def pin_cpu_numerics() -> bool:
