@@ -43,7 +43,7 @@ def test_importing_the_benchmark_pins_the_kernels_before_torch_loads():
         assert "onednn=native mkl=native" in got["tag"]
 
 
-def test_a_caller_value_wins_and_a_late_pin_changes_nothing(monkeypatch):
+def test_a_caller_value_wins_and_a_late_pin_changes_nothing():
     got = _fresh_python(
         "import json, os\n"
         "os.environ['MKL_CBWR'] = 'COMPATIBLE'\n"
