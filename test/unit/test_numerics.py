@@ -58,7 +58,9 @@ def test_a_caller_value_wins_and_a_late_pin_changes_nothing():
     assert got["first"] is X86 and got["late"] is False
     assert got["mkl"] == "COMPATIBLE"  # the caller's choice
     assert got["onednn"] is None  # torch was loaded: setting it now would be a lie
-    assert pin_cpu_numerics() is False  # this test process has torch loaded already
+    import torch  # noqa: F401  (loaded here, whichever tests ran before this one)
+
+    assert pin_cpu_numerics() is False  # torch is loaded in this process: too late to pin
 
 
 def test_env_sh_exports_the_same_pins():
