@@ -25,6 +25,7 @@ the labelled object is still in view (a robot looks at one object for 1-4 s); no
     . scripts/env.sh && python scripts/label_probe.py heads --seed 100
     . scripts/env.sh && python scripts/label_probe.py heads --seed 100 --delay 0
     . scripts/env.sh && python scripts/label_probe.py ceiling --seed 100
+    . scripts/env.sh && python scripts/label_probe.py ceiling --seed 100 --stream sklearn-digits
 
 ``ceiling``: could *any* round on the labels so far do better, with compute unlimited? At the middle
 of each scenario after the first, the starting model is fine-tuned on ``--core`` frames of its
@@ -36,7 +37,10 @@ second half beside the starting model, shallow AdaBN (the engine's ``adabn_depth
 on the ``adabn_frames`` frames before the midpoint), the fine-tuned model with the same AdaBN,
 and ``round``: the engine's own training round (``train_round`` with the default ``TrainConfig``,
 no gate) on that AdaBN model, given the scenario's labels so far and a class-balanced replay of
-the earlier ones, as a well-timed ``etuner`` round would be.
+the earlier ones, as a well-timed ``etuner`` round would be. Beside them: ``hinds``, the
+``hindsight`` reference (trained offline on every label of the stream, the second half's own
+included) on the same frames, and ``known``, the share of the second half whose class this
+scenario's labels so far show. ``--stream sklearn-digits`` runs it on the digits stream.
 Each half-scenario shows about five objects, so single cells move in steps of ~20 points.
 
 (From a source checkout without ``install/``: ``PYTHONPATH=. python scripts/label_probe.py``.)
@@ -127,18 +131,18 @@ def recalibrate(model: torch.nn.Module, x: torch.Tensor) -> None:
     model.eval()
 
 
-def ceiling(seed: int, core: int, epochs: int, lr: float) -> None:
-    from etuner_ros.bench.hindsight import caregiver_labels
+def ceiling(seed: int, core: int, epochs: int, lr: float, stream_name: str = "synthetic") -> None:
+    from etuner_ros.bench.hindsight import caregiver_labels, hindsight
     from etuner_ros.bench.suite import start_data
     from etuner_ros.core.trainer import class_balanced_sample, train_round
 
-    cfg, stream, start = load(seed)
+    cfg, stream, start = load(seed, stream_name)
     frames, names = list(stream.frames), list(stream.class_names)
     scen = np.array([f.scenario for f in frames])
     x = preprocess([f.image for f in frames], start.input_size)
     y = torch.tensor([names.index(f.label) for f in frames])
     labelled = np.array(caregiver_labels(stream, start, cfg))
-    data = start_data("synthetic", stream, cfg)
+    data = start_data(stream_name, stream, cfg)
     pick = np.random.default_rng(seed).choice(len(data), min(core, len(data)), replace=False)
     cx = preprocess([data[i].image for i in pick], start.input_size)
     cy = torch.tensor([names.index(data[i].label) for i in pick])
@@ -146,6 +150,7 @@ def ceiling(seed: int, core: int, epochs: int, lr: float) -> None:
     base.ensure_classes(names)
     tc = cfg.tuner
     batch = round(cfg.label_period_s * cfg.fps)  # labels leave in batches: one batch of delay
+    _, offline = hindsight(stream, start, data, cfg)  # every label, future ones included
 
     def score(model: torch.nn.Module, idx: np.ndarray) -> float:
         model.eval()
@@ -159,8 +164,8 @@ def ceiling(seed: int, core: int, epochs: int, lr: float) -> None:
 
     print(f"seed {seed}: second half of each scenario; fine-tuned on {len(pick)} starting "
           f"frames + the labels before the midpoint, {epochs} epochs, lr {lr:g}")
-    print(f"{'scenario':22s} {'labels':>6s} {'in it':>5s} | {'start':>5s} {'adabn':>5s} "
-          f"{'tuned':>5s} {'t+ada':>5s} {'round':>5s}")
+    print(f"{'scenario':22s} {'labels':>6s} {'in it':>5s} {'known':>5s} | {'start':>5s} "
+          f"{'adabn':>5s} {'tuned':>5s} {'t+ada':>5s} {'round':>5s} | {'hinds':>5s}")
     rows = []
     for s in list(dict.fromkeys(scen.tolist()))[1:]:
         ids = np.nonzero(scen == s)[0]
@@ -193,11 +198,15 @@ def ceiling(seed: int, core: int, epochs: int, lr: float) -> None:
                              0, tc.train, candidate=ada.clone()).candidate
         r = [score(base.model, test), score(ada.model, test), score(model, test),
              score(adapted(tuned, recent).model, test), score(engine.model, test)]
-        rows.append(r)
-        print(f"{s:22s} {len(have):6d} {int((have >= ids[0]).sum()):5d} | "
-              + " ".join(f"{v:5.1f}" for v in r), flush=True)
+        # known: share of the second half whose class this scenario's labels so far show
+        known = float(np.isin(y[test].numpy(), y[new].numpy()).mean()) * 100
+        r += [float(offline[test].mean()) * 100]
+        rows.append([known, *r])
+        print(f"{s:22s} {len(have):6d} {int((have >= ids[0]).sum()):5d} {known:5.1f} | "
+              + " ".join(f"{v:5.1f}" for v in r[:-1]) + f" | {r[-1]:5.1f}", flush=True)
     m = np.mean(rows, axis=0)
-    print(f"{'mean':22s} {'':6s} {'':5s} | " + " ".join(f"{v:5.1f}" for v in m))
+    print(f"{'mean':22s} {'':6s} {'':5s} {m[0]:5.1f} | " + " ".join(f"{v:5.1f}" for v in m[1:-1])
+          + f" | {m[-1]:5.1f}")
 
 
 def main() -> int:
@@ -213,6 +222,8 @@ def main() -> int:
                    help="ceiling: starting-data frames replayed beside the labels")
     p.add_argument("--ceiling-epochs", type=int, default=6, help="ceiling: epochs")
     p.add_argument("--lr", type=float, default=1e-3, help="ceiling: Adam learning rate")
+    p.add_argument("--stream", default="synthetic", choices=("synthetic", "sklearn-digits"),
+                   help="ceiling: the benchmark stream")
     a = p.parse_args()
     start_probe(p, a.seed)
     if a.what == "timing":
@@ -220,7 +231,7 @@ def main() -> int:
     elif a.what == "heads":
         heads(a.seed, a.delay)
     else:
-        ceiling(a.seed, a.core, a.ceiling_epochs, a.lr)
+        ceiling(a.seed, a.core, a.ceiling_epochs, a.lr, a.stream)
     return 0
 
 
