@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from etuner_ros.bench.clock import seed_everything
-from etuner_ros.bench.config import TEST_SEEDS, BenchConfig, default_config
+from etuner_ros.bench.config import DEV_SEEDS, TEST_SEEDS, BenchConfig, default_config
 from etuner_ros.bench.streams import LabelledStream
 from etuner_ros.bench.suite import load_stream, prepare_start
 from etuner_ros.core.checkpoint import load_checkpoint
@@ -23,11 +23,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def start_probe(parser: argparse.ArgumentParser, seed: int) -> None:
-    """Refuse the test seeds (constants are fitted on DEV seeds only), then one torch thread,
-    seeded RNGs and deterministic kernels as the benchmark has: a seed gives one table."""
+    """Refuse any seed but the DEV seeds (constants are fitted on those only), then one torch
+    thread, seeded RNGs and deterministic kernels as the benchmark has: a seed gives one table."""
     if seed in TEST_SEEDS:
         parser.error(f"seed {seed} is a test seed {TEST_SEEDS}: probes run on DEV seeds only, so "
                      "no constant is fitted to the numbers that are reported")
+    if seed not in DEV_SEEDS:
+        parser.error(f"seed {seed} is not a DEV seed {DEV_SEEDS}: probes run on those only")
     torch.set_num_threads(1)
     seed_everything(seed)
 
