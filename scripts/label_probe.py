@@ -26,6 +26,7 @@ the labelled object is still in view (a robot looks at one object for 1-4 s); no
     . scripts/env.sh && python scripts/label_probe.py heads --seed 100 --delay 0
     . scripts/env.sh && python scripts/label_probe.py ceiling --seed 100
     . scripts/env.sh && python scripts/label_probe.py ceiling --seed 100 --stream sklearn-digits
+    . scripts/env.sh && python scripts/label_probe.py ceiling --seed 100 --no-runs
 
 ``ceiling``: could *any* round on the labels so far do better, with compute unlimited? At the middle
 of each scenario after the first, the starting model is fine-tuned on ``--core`` frames of its
@@ -40,7 +41,8 @@ no gate) on that AdaBN model, given the scenario's labels so far and a class-bal
 the earlier ones, as a well-timed ``etuner`` round would be. Beside them: ``hinds``, the
 ``hindsight`` reference (trained offline on every label of the stream, the second half's own
 included) on the same frames, and ``known``, the share of the second half whose class this
-scenario's labels so far show. ``--stream sklearn-digits`` runs it on the digits stream.
+scenario's labels so far show. ``--stream sklearn-digits`` runs it on the digits stream,
+``--no-runs`` with every frame a new view (the benchmark's ``--run-seconds 0 0``).
 Each half-scenario shows about five objects, so single cells move in steps of ~20 points.
 
 (From a source checkout without ``install/``: ``PYTHONPATH=. python scripts/label_probe.py``.)
@@ -131,12 +133,13 @@ def recalibrate(model: torch.nn.Module, x: torch.Tensor) -> None:
     model.eval()
 
 
-def ceiling(seed: int, core: int, epochs: int, lr: float, stream_name: str = "synthetic") -> None:
+def ceiling(seed: int, core: int, epochs: int, lr: float, stream_name: str = "synthetic",
+            runs: bool = True) -> None:
     from etuner_ros.bench.hindsight import caregiver_labels, hindsight
     from etuner_ros.bench.suite import start_data
     from etuner_ros.core.trainer import class_balanced_sample, train_round
 
-    cfg, stream, start = load(seed, stream_name)
+    cfg, stream, start = load(seed, stream_name, runs)
     frames, names = list(stream.frames), list(stream.class_names)
     scen = np.array([f.scenario for f in frames])
     x = preprocess([f.image for f in frames], start.input_size)
@@ -224,6 +227,8 @@ def main() -> int:
     p.add_argument("--lr", type=float, default=1e-3, help="ceiling: Adam learning rate")
     p.add_argument("--stream", default="synthetic", choices=("synthetic", "sklearn-digits"),
                    help="ceiling: the benchmark stream")
+    p.add_argument("--no-runs", action="store_true",
+                   help="ceiling: every frame a new view (the benchmark's --run-seconds 0 0)")
     a = p.parse_args()
     start_probe(p, a.seed)
     if a.what == "timing":
@@ -231,7 +236,7 @@ def main() -> int:
     elif a.what == "heads":
         heads(a.seed, a.delay)
     else:
-        ceiling(a.seed, a.core, a.ceiling_epochs, a.lr, a.stream)
+        ceiling(a.seed, a.core, a.ceiling_epochs, a.lr, a.stream, not a.no_runs)
     return 0
 
 

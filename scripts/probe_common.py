@@ -34,9 +34,13 @@ def start_probe(parser: argparse.ArgumentParser, seed: int) -> None:
     seed_everything(seed)
 
 
-def load(seed: int, name: str = "synthetic") -> tuple[BenchConfig, LabelledStream, ModelBundle]:
-    """The benchmark's configuration, stream ``name`` and cached starting model for ``seed``."""
+def load(seed: int, name: str = "synthetic", runs: bool = True
+         ) -> tuple[BenchConfig, LabelledStream, ModelBundle]:
+    """The benchmark's configuration, stream ``name`` and cached starting model for ``seed``;
+    ``runs`` False: every frame a new view (the benchmark's ``--run-seconds 0 0``)."""
     cfg = default_config(seed)
+    if not runs:
+        cfg.run_seconds = None
     stream = load_stream(name, cfg)
     start = load_checkpoint(Path(prepare_start(name, cfg, ROOT / "data", False)),
                             expected_arch=cfg.arch)
