@@ -20,7 +20,7 @@ from rclpy.callback_groups import CallbackGroup
 from rclpy.node import Node
 
 from etuner_ros.core.class_names import InvalidClassName, normalise_class
-from etuner_ros.core.label_memory import CAPACITY, THRESHOLD, LabelMemory, MemoryConfig
+from etuner_ros.core.label_memory import CAPACITY, MAX_AGE_S, THRESHOLD, LabelMemory, MemoryConfig
 from etuner_ros.core.recent_views import RecentViews
 from etuner_ros.core.region_choice import Published, PublishedFrame, Rejected, box_problem
 from etuner_ros.msg import LabelCorrection
@@ -46,7 +46,7 @@ class MemoryFeed:
         capacity = declare(node, "label_memory_capacity", CAPACITY,
                            "labelled views remembered at most (oldest out)", minimum=1,
                            maximum=100000, read_only=True)
-        max_age = declare(node, "label_memory_max_age_s", 0.0,
+        max_age = declare(node, "label_memory_max_age_s", MAX_AGE_S,
                           "forget a labelled view after this many seconds of ROS time (0: "
                           "only when capacity is reached)", minimum=0.0, maximum=1e6,
                           read_only=True)

@@ -27,9 +27,12 @@ BOXES = [Box(2, 3, 30, 20), Box(40, 10, 24, 40), Box(70, 30, 26, 34)]
 
 @pytest.fixture(scope="module")
 def system(tmp_path_factory):
+    # label_memory_max_age_s: the recall test is about recall; on a loaded machine the default
+    # (5 s of ROS time) could pass between a correction and the frame that recalls it.
     sut, probe, ctx = start(tmp_path_factory.mktemp("regions"), "regions",
                             overlay="    region_source: topic\n    region_timeout_s: 1.0\n"
-                                    "    max_regions: 8\n    region_wait_mb: 1.0\n")
+                                    "    max_regions: 8\n    region_wait_mb: 1.0\n"
+                                    "    label_memory_max_age_s: 120.0\n")
     ctx["boxes"] = probe.publisher(DetectionArray, "regions", reliable_qos(50))
     try:
         yield ctx
