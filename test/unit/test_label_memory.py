@@ -71,6 +71,18 @@ def test_capacity_and_age_bound_the_memory():
     assert len(mem) == 0 and mem.recall(mem.keys([c]), known, now=12.0) == [None]
 
 
+def test_a_label_answers_for_max_age_s_by_default_and_for_ever_with_zero():
+    a = texture(8)
+    mem = LabelMemory()
+    mem.add(mem.keys([a]), ["cup"], t=10.0)
+    assert mem.config.max_age_s == 5.0
+    assert mem.recall(mem.keys([a]), ["cup"], now=15.0) == ["cup"]
+    assert mem.recall(mem.keys([a]), ["cup"], now=15.1) == [None]
+    keep = LabelMemory(MemoryConfig(max_age_s=0.0))
+    keep.add(keep.keys([a]), ["cup"], t=10.0)
+    assert keep.recall(keep.keys([a]), ["cup"], now=1e6) == ["cup"]
+
+
 def test_a_flat_image_matches_nothing():
     flat = np.full((32, 32, 3), 128, np.uint8)
     assert not view_keys([flat]).any()
