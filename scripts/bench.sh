@@ -9,5 +9,6 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bash "$ROOT/scripts/setup.sh"
 # shellcheck disable=SC1091
 . "$ROOT/scripts/env.sh"
-cd "$ROOT/install"   # import the installed package, not the source tree
-exec python -m etuner_ros.bench --out "$ROOT/bench" --data-dir "$ROOT/data" "$@"
+# -P: the installed package, not the source tree, even when run from the checkout; no cd, so a
+# relative --stream DIR or --out names a path from where the command was typed.
+exec python -P -m etuner_ros.bench --out "$ROOT/bench" --data-dir "$ROOT/data" "$@"
