@@ -17,6 +17,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from etuner_ros.bench import streams
@@ -129,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="worker processes, one torch thread each (default: the CPU cores this "
                    "process may use, at most 8)")
     p.add_argument("--no-hindsight", action="store_true", help="skip the hindsight reference")
+    p.add_argument("--no-home-recall", action="store_true",
+                   help="no policy gets home recall (core/home_recall.py): the ablation")
     p.add_argument("--quick", action="store_true", help="tiny configuration for tests")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     args = p.parse_args(argv)
@@ -164,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         if size and not args.quick:  # a registry stream may ask for its own model input side
             cfg.input_size = size
         cfg.policies = tuple(args.policies)
+        if args.no_home_recall:
+            cfg.home = replace(cfg.home, enabled=False)
         if stream.startswith(BAG_PREFIX):
             cfg.bag_camera_topic, cfg.bag_parts = args.bag_camera_topic, args.bag_parts
             cfg.fps = bag_fps(stream, cfg)  # a bag keeps its recorded pace

@@ -9,7 +9,8 @@ import numpy as np
 # Per-seed numbers whose mean over seeds is the policy's reported value.
 MEAN_FIELDS = ("tune_seconds", "cpu_seconds", "device_seconds", "energy_joules", "rounds",
                "rounds_accepted", "avg_accuracy", "train_flops", "deferred", "merged",
-               "overhead_seconds", "wall_seconds", "memory_recalls")
+               "overhead_seconds", "wall_seconds", "memory_recalls",
+               "home_answered", "home_vetoes")
 
 
 def _mean(values: Sequence[float | None]) -> float | None:

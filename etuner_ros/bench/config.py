@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from etuner_ros.bench.clock import DEVICE_FLOPS_PER_S, ROUND_FIXED_S
+from etuner_ros.core.home_recall import HomeConfig
 from etuner_ros.core.label_memory import MemoryConfig
 from etuner_ros.core.policies import POLICY_NAMES
 from etuner_ros.core.trainer import TrainConfig
@@ -50,6 +51,7 @@ class BenchConfig:
     policy_params: dict = field(default_factory=lambda: {"periodic": {"period_s": 30.0}})
     tuner: TunerConfig = field(default_factory=TunerConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)  # policies with label_memory
+    home: HomeConfig = field(default_factory=HomeConfig)  # every policy: core/home_recall.py
     pretrain_frames: int = 1200      # synthetic: sim.pretrain's budget (cached per key)
     pretrain_epochs: int = 8
 

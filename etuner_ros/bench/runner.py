@@ -20,6 +20,12 @@ label, and the caregiver sees (confirms or corrects) what was answered. Labels e
 when they reach the tuner (every ``label_period_s``), not earlier. Its work is inference, so it
 is not in the tuner's CPU time or FLOPs (keys and lookup against 512 entries: 0.4 ms per 8
 frames against 21 ms for the forward pass, one thread, measured here).
+
+Every policy gets home recall (``core/home_recall.py``; off with ``BenchConfig.home``): while
+the camera's scene signature matches the frames the starting model was trained on
+(``home_frames``), the starting model answers, as perception does; a label-free policy has no
+veto. The label memory still answers over it. A label records which model answered
+(``model_version``), so the starting model's answers are no accuracy evidence for the tuned one.
 """
 
 from __future__ import annotations
@@ -27,13 +33,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 from etuner_ros.bench.clock import round_seconds, seed_everything
 from etuner_ros.bench.config import BenchConfig
+from etuner_ros.core.home_recall import HomeConfig, HomeRecall, HomeSignature
 from etuner_ros.core.label_memory import LabelMemory
 from etuner_ros.core.model import ModelBundle
 from etuner_ros.core.policies import make_policy
@@ -57,6 +64,8 @@ class PolicyRun:
     wall_seconds: float      # the whole replay, inference included
     flops_by_kind: dict[str, float]  # training, pseudo-labelling, BN, probes, overhead, ...
     memory_recalls: int = 0  # predictions answered by the label memory
+    home_answered: int = 0   # predictions the starting model made back in its home
+    home_vetoes: int = 0     # times the caregiver's labels took the home from it
 
 
 class _CpuMeter:
@@ -80,7 +89,8 @@ def caregiver_for(cfg: BenchConfig) -> Caregiver:
 
 
 def run_policy(name: str, stream, start: ModelBundle, cfg: BenchConfig,
-               log: Callable[[str], None] | None = None) -> PolicyRun:
+               log: Callable[[str], None] | None = None,
+               home_frames: list | None = None) -> PolicyRun:
     """Play ``stream`` once with policy ``name``; see the module docstring."""
     seed_everything(cfg.seed)
     torch.set_num_threads(cfg.torch_threads)
@@ -88,6 +98,9 @@ def run_policy(name: str, stream, start: ModelBundle, cfg: BenchConfig,
     tuner = ContinualTuner(start.clone(), policy, cfg.tuner, seed=cfg.seed)
     deployed = tuner.deployed
     memory = LabelMemory(cfg.memory) if policy.label_memory else None
+    home = _home_recall(cfg.home, policy.label_free, home_frames)
+    home_model = start.clone()  # never tuned: the model the home was trained for
+    home_labels: list[tuple[bool, int]] = []  # (was it right, its turn), until delivered
     caregiver = caregiver_for(cfg)
     cpu = _CpuMeter()
     frames = stream.frames
@@ -124,8 +137,10 @@ def run_policy(name: str, stream, start: ModelBundle, cfg: BenchConfig,
                     i1 = cut
             idx = chunk[i0:i1]
             images = [frames[i].image for i in idx]
-            ids, _ = deployed.predict(images)
-            preds = [deployed.class_names[int(pid)] for pid in ids]
+            at_home = home is not None and home.observe(images, pos[idx[0]] / cfg.fps)
+            answering = home_model if at_home else deployed
+            ids, _ = answering.predict(images)
+            preds = [answering.class_names[int(pid)] for pid in ids]
             keys = memory.keys(images) if memory is not None else None
             recalled: list[str | None] = [None] * len(preds)
             if memory is not None:
@@ -139,9 +154,11 @@ def run_policy(name: str, stream, start: ModelBundle, cfg: BenchConfig,
                     # A recalled answer is a caregiver's label, not the model's prediction: no
                     # accuracy evidence for the model (as the collector stores it).
                     model_pred = None if recalled[k] else pred
+                    if at_home and model_pred is not None:
+                        home_labels.append((model_pred == fb.true_label, home.episode))
                     labels_out.append(Sample(i + 1, f.image, fb.true_label,
                                              int(pos[i] / cfg.fps * 1e9), predicted=model_pred,
-                                             model_version=deployed.version,
+                                             model_version=answering.version,
                                              confirms=bool(fb.confirms), source="bench",
                                              scenario=f.scenario))
                     if keys is not None:
@@ -160,6 +177,10 @@ def run_policy(name: str, stream, start: ModelBundle, cfg: BenchConfig,
                 if memory is not None and labels_out:
                     memory.add(np.stack(label_keys), [s.label for s in labels_out], now)
                 labels_out, label_keys = [], []
+                if home is not None:
+                    for ok, ep in home_labels:
+                        home.label(ok, ep)
+                home_labels = []
                 next_delivery += cfg.label_period_s
             if swap is not None and swap[0] <= now:
                 deployed = swap[1]
@@ -208,7 +229,19 @@ def run_policy(name: str, stream, start: ModelBundle, cfg: BenchConfig,
         by_kind[f"overhead_{kind}"] = by_kind.get(f"overhead_{kind}", 0.0) + v
     return PolicyRun(name, correct, rounds, tune_s, cpu.seconds, device_s, joules, source,
                      flops, st, time.perf_counter() - t_start, by_kind,
-                     memory.recalled if memory is not None else 0)
+                     memory.recalled if memory is not None else 0,
+                     home.answered if home is not None else 0,
+                     home.vetoes if home is not None else 0)
+
+
+def _home_recall(cfg: HomeConfig, label_free: bool, home_frames: list | None
+                 ) -> HomeRecall | None:
+    """Home recall (``core/home_recall.py``) for a policy, when the home is known: every
+    policy gets it (for ``none`` it changes nothing); a label-free one without the veto."""
+    if not cfg.enabled or not home_frames:
+        return None
+    return HomeRecall(HomeSignature.from_images([f.image for f in home_frames]),
+                      replace(cfg, veto_min=0) if label_free else cfg)
 
 
 def _ticks(pos: list[int], per_tick: int) -> Iterator[list[int]]:
@@ -238,5 +271,6 @@ def summarise(run: PolicyRun, stream, cfg: BenchConfig) -> dict:
             "merged": int(run.status.get("rounds_merged", 0)),
             "overhead_seconds": float(run.status.get("overhead_seconds", 0.0)),
             "wall_seconds": run.wall_seconds, "round_log": run.rounds,
-            "memory_recalls": run.memory_recalls,
+            "memory_recalls": run.memory_recalls, "home_answered": run.home_answered,
+            "home_vetoes": run.home_vetoes,
             "policy_params": cfg.policy_params.get(run.name, {})}

@@ -170,7 +170,8 @@ def run_job(job: Job) -> dict:
         summary, correct = hindsight(stream, start, start_data(job.stream, stream, job.cfg),
                                      job.cfg)
     else:
-        run = run_policy(job.policy, stream, start, job.cfg)
+        run = run_policy(job.policy, stream, start, job.cfg,
+                         home_frames=start_data(job.stream, stream, job.cfg))
         summary, correct = summarise(run, stream, job.cfg), run.correct
     return {"job": job, "summary": summary, "correct": correct,
             "scenarios": [f.scenario for f in stream.frames],

@@ -127,6 +127,28 @@ def test_same_seed_same_accuracy(tmp_path):
         assert a.device_seconds == b.device_seconds and a.train_flops == b.train_flops
 
 
+def test_home_recall_is_every_policys_and_off_for_the_ablation(tmp_path):
+    """The starting model answers frames of its own scene (the first and the recurring one) for
+    every policy given the home's frames; ``home.enabled`` False (``--no-home-recall``) never."""
+    from dataclasses import replace
+
+    from etuner_ros.bench.suite import start_data
+
+    cfg = quick_config(5)
+    cfg.frames_per_scenario = 24
+    stream = load_stream("synthetic", cfg)
+    start = load_checkpoint(prepare_start("synthetic", cfg, tmp_path, progress=False))
+    home = start_data("synthetic", stream, cfg)
+    runs = {name: run_policy(name, stream, start, cfg, home_frames=home)
+            for name in ("adabn", "etuner")}
+    homes = sum(f.scenario in ("day_kitchen", "day_kitchen_again") for f in stream.frames)
+    for name, run in runs.items():
+        assert 0 < run.home_answered <= homes + cfg.home.window, name
+    assert runs["adabn"].home_vetoes == 0  # label-free: no veto
+    cfg.home = replace(cfg.home, enabled=False)
+    assert run_policy("adabn", stream, start, cfg, home_frames=home).home_answered == 0
+
+
 def _entry(acc: float, recur: float, cpu: float) -> dict:
     keys = ("tune_seconds", "device_seconds", "energy_joules", "rounds", "rounds_accepted",
             "train_flops", "deferred", "merged", "overhead_seconds", "wall_seconds")
