@@ -188,6 +188,14 @@ def _check_sizes(path: Path, names: object, version: object, input_size: object)
                           f"{MIN_INPUT_SIZE}..{MAX_INPUT_SIZE} pixels")
 
 
+def read_extra(path: str | os.PathLike[str], max_bytes: int = MAX_FILE_BYTES) -> dict[str, Any]:
+    """The ``extra`` dict a checkpoint was saved with (cache key, accuracies, the home's scene
+    signature); {} if none. Raises CheckpointError as :func:`load_checkpoint` does for a file
+    that is no checkpoint."""
+    extra = read_payload(Path(path), max_bytes, FORMAT, _fail).get("extra")
+    return dict(extra) if isinstance(extra, dict) else {}
+
+
 def load_checkpoint(path: str | os.PathLike[str], expected_arch: str | None = None,
                     expected_classes_prefix: Sequence[str] | None = None,
                     max_bytes: int = MAX_FILE_BYTES) -> ModelBundle:
@@ -244,4 +252,4 @@ def load_checkpoint(path: str | os.PathLike[str], expected_arch: str | None = No
 
 __all__ = ["FORMAT", "MAX_CLASSES", "MAX_CLASS_NAME_CHARS", "MAX_FILE_BYTES", "MAX_INPUT_SIZE",
            "MAX_VERSION", "MIN_INPUT_SIZE", "CheckpointError", "checkpoint_path",
-           "load_checkpoint", "read_payload", "save_checkpoint"]
+           "load_checkpoint", "read_extra", "read_payload", "save_checkpoint"]

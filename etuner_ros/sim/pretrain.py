@@ -17,7 +17,6 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -25,7 +24,13 @@ from torch import nn
 from tqdm import tqdm
 
 from etuner_ros.cli_args import non_negative_int, positive_int
-from etuner_ros.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from etuner_ros.core.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    read_extra,
+    save_checkpoint,
+)
+from etuner_ros.core.home_recall import HomeSignature
 from etuner_ros.core.model import ModelBundle, build_model, preprocess
 from etuner_ros.core.numerics import numerics_tag
 from etuner_ros.sim.room_crops import crop_dataset
@@ -50,13 +55,6 @@ def base_checkpoint_path(data_dir: Path, arch: str = DEFAULT_ARCH, seed: int = 0
     """Where ``pretrain`` caches the starting model."""
     tag = "" if world == "objects" else f"_{world}"
     return Path(data_dir) / "models" / f"base{tag}_{arch}_s{seed}_i{input_size}.pt"
-
-
-def read_extra(path: Path) -> dict[str, Any]:
-    """The ``extra`` dict a checkpoint was saved with (cache key, accuracies); {} if none."""
-    data = torch.load(Path(path), map_location="cpu", weights_only=True)
-    extra = data.get("extra") if isinstance(data, dict) else None
-    return dict(extra) if isinstance(extra, dict) else {}
 
 
 def train_base_model(frames: Sequence[Frame], class_names: Sequence[str],
@@ -84,7 +82,9 @@ def train_base_model(frames: Sequence[Frame], class_names: Sequence[str],
     finally:
         torch.set_num_threads(threads)
     bundle = ModelBundle(model, arch, names, version=1, input_size=input_size)
-    metrics = {"train_acc": accuracy(bundle, frames)}
+    metrics = {"train_acc": accuracy(bundle, frames),
+               # perception's home recall (core/home_recall.py) knows the home from this
+               "home_signature": HomeSignature.from_images([f.image for f in frames]).to_dict()}
     if val_frames:
         metrics["val_acc"] = accuracy(bundle, val_frames)
     return bundle, metrics
