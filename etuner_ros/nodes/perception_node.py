@@ -8,7 +8,9 @@ one batched forward pass; publishes ``detections``, one Detection per region (he
 source image's header), ``detections/image`` (annotated, for RViz; drawn only while someone
 subscribes) and ``model_info`` (latched). With ``label_memory`` (default) it also reads
 ``corrections``, and a region whose view is near-identical to one a caregiver labelled is
-answered with that label, marked ``recalled`` (``ros/label_memory_feed.py``). ``~/swap_weights``
+answered with that label, marked ``recalled`` (``ros/label_memory_feed.py``). With
+``home_recall`` (default) the base checkpoint's model answers while the camera is back in the
+scene it was trained on (``ros/home_feed.py``; its detections carry its version). ``~/swap_weights``
 loads and checks a checkpoint on the service's own callback group, warms the new model up on one
 frame, then replaces the serving model with one reference assignment between two frames:
 inference never waits for a load, and a checkpoint that fails any check (``core/checkpoint.py``:
@@ -39,6 +41,7 @@ from etuner_ros.core.registry import load_start_model
 from etuner_ros.core.text import printable
 from etuner_ros.ros.diagnostics import Diagnostics
 from etuner_ros.ros.guard import CallbackGuard
+from etuner_ros.ros.home_feed import HomeFeed
 from etuner_ros.ros.image import (
     ImageConversionError,
     annotate_regions,
@@ -71,6 +74,7 @@ class PerceptionNode(LifecycleNode):
         self._guard = CallbackGuard(self)
         self.feed = RegionFeed(self, cfg.image_queue_depth, self._guard.wrap)
         self.memory = MemoryFeed(self)
+        self.home = HomeFeed(self)
         self._group = MutuallyExclusiveCallbackGroup()  # frames and boxes: one at a time
         torch.set_num_threads(cfg.torch_threads)
         cores = os.cpu_count() or 1
@@ -144,6 +148,7 @@ class PerceptionNode(LifecycleNode):
                                      f"model needs 1..{MAX_VERSION}")
             return TransitionCallbackReturn.FAILURE
         self._bundle, self._bundle_path = bundle, path
+        self.home.load(self._ckpt, self.arch)  # the base, whatever the tuner made active
         self.out.create()
         self._srv = self.create_service(
             SwapWeights, "~/swap_weights",
@@ -165,6 +170,7 @@ class PerceptionNode(LifecycleNode):
                     callback_group=self._group)
             self.feed.subscribe(self._guard.wrap(self._on_regions, "regions"), self._group)
             self.memory.subscribe(self._guard.wrap, self._group)
+            self.home.subscribe(self._guard.wrap, self._group)
         except Exception:
             self._drop_subscription()
             super().on_deactivate(state)
@@ -190,6 +196,7 @@ class PerceptionNode(LifecycleNode):
                 self._srv = None
             self.out.release()
             self._bundle = None
+            self.home.release()
             self.feed.release()
         return TransitionCallbackReturn.SUCCESS
 
@@ -210,6 +217,7 @@ class PerceptionNode(LifecycleNode):
         self.out.serve(False)
         self.feed.unsubscribe()
         self.memory.unsubscribe()
+        self.home.unsubscribe()
         if self._sub is not None:
             self.destroy_subscription(self._sub)
             self._sub = None
@@ -268,11 +276,16 @@ class PerceptionNode(LifecycleNode):
             return
         boxes = [r.box for r in regions]
         crops = [crop(rgb, b, self.feed.crop_context) for b in boxes]
-        ids, scores = bundle.predict(crops)
-        names, scores = [bundle.class_names[int(c)] for c in ids], scores.tolist()
-        recalled = self.memory.answer(stamp_ns(header.stamp), crops, boxes, names, scores,
-                                      bundle.class_names, rgb.shape[1], rgb.shape[0])
-        out = detection_array(header, bundle.version, bundle.class_names, regions, names, scores,
+        home = self.home.choose(crops)  # the starting model, back in its own scene
+        model = home or bundle
+        ids, scores = model.predict(crops)
+        names, scores = [model.class_names[int(c)] for c in ids], scores.tolist()
+        stamp = stamp_ns(header.stamp)
+        recalled = self.memory.answer(stamp, crops, boxes, names, scores, model.class_names,
+                                      rgb.shape[1], rgb.shape[0])
+        if home is not None:
+            self.home.answered(stamp, names, recalled)
+        out = detection_array(header, model.version, model.class_names, regions, names, scores,
                               recalled)
         if not self.out.answer(out):  # deactivated while we worked
             self._not_serving()
@@ -289,7 +302,8 @@ class PerceptionNode(LifecycleNode):
             labels = [(tuple(r.box), f"{d.class_name} {'=' if d.recalled else ''}{d.score:.2f}")
                       for r, d in zip(regions, out.detections, strict=True)]
             ann.publish(rgb_to_image(
-                annotate_regions(rgb, labels, f"v{bundle.version}"), header))
+                annotate_regions(rgb, labels, f"{'home ' if home else ''}v{model.version}"),
+                header))
 
     def _not_serving(self) -> None:
         with self.stats.lock:
@@ -363,7 +377,8 @@ class PerceptionNode(LifecycleNode):
             self.get_clock().now(), configured=self._bundle is not None,
             active=self._sub is not None, version=self.version,
             warn_after_s=self.no_frames_warn_s, guard=self._guard,
-            extra={**self.feed.values(), **self.memory.values()}, shut_down=self._shut_down)
+            extra={**self.feed.values(), **self.memory.values(), **self.home.values()},
+            shut_down=self._shut_down)
         level, message = verdict(state)
         if state.lost_now and " lost " in message:
             self.get_logger().warn(

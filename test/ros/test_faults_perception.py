@@ -27,9 +27,11 @@ from etuner_ros.srv import SwapWeights
 from harness import Bringup, Probe, wait_for
 
 
-def start(d: Path, ns: str, *extra: str, overlay: str = "") -> tuple[Bringup, Probe, dict]:
-    """A bringup in namespace ``ns`` (tests with their own bringup run beside the module's)."""
-    ckpt = make_checkpoint(d / "base.pt", 1)
+def start(d: Path, ns: str, *extra: str, overlay: str = "", base: Path | None = None
+          ) -> tuple[Bringup, Probe, dict]:
+    """A bringup in namespace ``ns`` (tests with their own bringup run beside the module's);
+    ``base``: the starting checkpoint (default: a fresh v1 without a home signature)."""
+    ckpt = base or make_checkpoint(d / "base.pt", 1)
     params = d / "overlay.yaml"
     params.write_text(f"/**:\n  ros__parameters:\n    data_dir: '{d}'\n"
                       "/**/tuner:\n  ros__parameters:\n    policy: none\n"
