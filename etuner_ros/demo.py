@@ -3,10 +3,11 @@
 Trains (or reuses) the starting model on the first scenario, starts perception, label collector,
 tuner, sim_camera and sim_caregiver in this process over real DDS (as ``bringup --sim`` does),
 prints progress while the scenario stream plays, and ends with a summary: frames, corrections
-stored and rejected, rounds, swaps with versions, the label memory's counts, and the accuracy
-of perception's answers (the deployed model, and the label memory where it recalled a label) per
-scenario segment (measured by the simulated caregiver against the ground truth). The summary is
-also written as JSON.
+stored and rejected, rounds, swaps with versions, the label memory's and home recall's counts,
+and the accuracy of perception's answers (the deployed model, the starting model where home
+recall answered, and the label memory where it recalled a label) per scenario segment
+(measured by the simulated caregiver against the ground truth). The summary is also written as
+JSON.
 
 ``--world rooms``: rooms with several objects at once. The starting model is the one trained on
 object crops from rooms (``pretrain(..., world="rooms")``), sim_detector plays the upstream
@@ -154,12 +155,23 @@ def watch(nodes: dict, timeout: float) -> dict:
         "label_memory": {"added": perception.memory.counts["added"],
                          "recalled": perception.memory.counts["recalled"],
                          "enabled": perception.memory.enabled},
+        "home_recall": _home_counts(perception.home),
         "final_version": perception.version,
         "accuracy": acc,
         "tuner_state": st["state"],
         "tuner_last_reason": st["reason"],
         **_rooms_counts(nodes),
     }
+
+
+def _home_counts(home) -> dict:
+    """What home recall did (``ros/home_feed.py``): frames the starting model answered."""
+    out = {"enabled": home.recall is not None, "labels": home.counts["labels"]}
+    if home.recall is not None:
+        out.update(answered=home.recall.answered, vetoes=home.recall.vetoes)
+    else:
+        out["off"] = home.off
+    return out
 
 
 def _rooms_counts(nodes: dict) -> dict:
@@ -189,6 +201,10 @@ def print_summary(s: dict) -> None:
     m = s["label_memory"]
     print(f"label memory         {m['added']} labelled views, {m['recalled']} answers recalled"
           if m["enabled"] else "label memory         off")
+    h = s["home_recall"]
+    print(f"home recall          {h['answered']} answers by the starting model back in its "
+          f"scene, {h['vetoes']} vetoes" if h["enabled"] else
+          f"home recall          off ({h['off']})")
     if "regions" in s["accuracy"]:
         print_regions(s)
         return

@@ -4,8 +4,6 @@ caregiver's corrections veto it (bringup subprocess, loopback DDS)."""
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 import torch
@@ -75,7 +73,7 @@ def test_the_base_model_answers_at_home_and_the_served_one_elsewhere(system):
     assert v["home.enabled"] == "True" and int(v["home.answered"]) >= 3, v
 
 
-def test_corrections_veto_the_base_model_until_the_camera_was_away(system):
+def test_corrections_veto_the_base_model_until_the_camera_left(system):
     show(system, 1.0)
     answers = [show(system, 1.0) for _ in range(4)]
     assert {a.model_version for a in answers} == {1}
@@ -86,9 +84,8 @@ def test_corrections_veto_the_base_model_until_the_camera_was_away(system):
             header=a.header, true_class=next(c for c in CLASSES if c != wrong)))
     wait_for(lambda: int(values(perception_status(system)).get("home.vetoes", 0)) == 1, 30,
              "the veto")
-    assert show(system, 1.0).model_version == 7  # still home, but vetoed
-    assert show(system, 0.3).model_version == 7  # away from here on
-    time.sleep(5.5)                               # veto_hold_s of ROS (system) time away
+    assert show(system, 1.0).model_version == 7  # still here, but vetoed
+    show(system, 0.3)                             # the camera leaves the vetoed scene
     assert show(system, 0.3).model_version == 7
     show(system, 1.0)
     assert show(system, 1.0).model_version == 1  # back home: the base answers again
