@@ -277,7 +277,7 @@ class PerceptionNode(LifecycleNode):
         boxes = [r.box for r in regions]
         crops = [crop(rgb, b, self.feed.crop_context) for b in boxes]
         home = self.home.choose(crops)  # the starting model, back in its own scene
-        model = home or bundle
+        model = home if home is not None else bundle
         ids, scores = model.predict(crops)
         names, scores = [model.class_names[int(c)] for c in ids], scores.tolist()
         stamp = stamp_ns(header.stamp)
