@@ -167,6 +167,23 @@ class Bringup:
         return self.proc.returncode
 
 
+def wait_until_quiet(count: Callable[[], int], quiet_s: float, timeout: float,
+                     what: str) -> int:
+    """Poll ``count`` until it has not grown for ``quiet_s`` seconds; return it. For a stream
+    that has ended: its last messages are in flight, and how many arrive is what the caller
+    then checks (a loaded machine may drop some, which a fixed count would call a hang)."""
+    deadline = time.monotonic() + timeout
+    last, since = count(), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        now_count = count()
+        if now_count != last:
+            last, since = now_count, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            return last
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} to settle")
+
+
 def _installed(name: str) -> str:
     path = REPO / "install" / "etuner_ros" / "lib" / "etuner_ros" / name
     if not path.exists():

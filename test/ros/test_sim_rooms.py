@@ -40,7 +40,7 @@ from etuner_ros.sim.detector import SimDetector
 from etuner_ros.sim.rooms import RoomWorld
 from etuner_ros.sim.scoring import region_key
 
-from harness import Bringup, Nodes, Probe, _installed, stamp_of, wait_for
+from harness import Bringup, Nodes, Probe, _installed, stamp_of, wait_for, wait_until_quiet
 
 FPS, PER_SCENARIO, SCENARIOS = 30.0, 6, 7
 ROOMS = {"fps": FPS, "frames_per_scenario": PER_SCENARIO, "seed": 3, "world": "rooms",
@@ -240,7 +240,11 @@ def test_bringup_world_rooms_end_to_end(tmp_path: Path) -> None:
                   str(params), "--checkpoint", str(ckpt), "--namespace", ns)
     try:
         wait_for(lambda: sut.check() or finished, 120, "the rooms stream to end")
-        wait_for(lambda: sut.check() or len(dets) >= len(truths) - 4, 10, "perception")
+        # Perception answers what reached it: wait until its answers stop coming. How many it
+        # answered is checked below (most frames; on a loaded machine a few are lost before
+        # inference, which perception counts on /diagnostics).
+        wait_until_quiet(lambda: len(dets), 2.0, 30, "perception's answers")
+        sut.check()
 
         def collector() -> dict[str, str]:
             got = [s for d in diags for s in d.status if s.hardware_id == f"/{ns}/label_collector"]
