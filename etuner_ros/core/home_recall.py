@@ -75,11 +75,11 @@ class HomeConfig:
 
 def scene_features(image: np.ndarray) -> np.ndarray:
     """The nine numbers of one frame (HxW or HxWxC, any dtype); see the module docstring."""
-    a = np.asarray(image, dtype=np.float32)
+    a = np.asarray(image)
     if a.ndim == 2:
         a = a[..., None]
     step = max(1, min(a.shape[0], a.shape[1]) // _STRIDE_PX)
-    a = a[::step, ::step, :3]
+    a = a[::step, ::step, :3].astype(np.float32)  # subsample first: perception's hot path
     if a.shape[2] == 1:
         a = np.repeat(a, 3, axis=2)
     h, w = a.shape[:2]
